@@ -1,0 +1,141 @@
+/*
+ * internal.h - declarations shared between libsecmem's files; nothing here is
+ * exported. Layers, bottom up (each uses only those below it):
+ *
+ *   error    thread-local messages and errno
+ *   page     the only code that talks to the kernel about memory
+ *   guarded  one guarded allocation, the list of live ones, the fatal path
+ *   buffer   the public secmem_buf API over guarded allocations
+ *   registry init, purge, safe exit, signals, fork and exit handlers
+ */
+#ifndef SECMEM_INTERNAL_H
+#define SECMEM_INTERNAL_H
+
+#include <stdatomic.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "secmem.h"
+
+#define SECMEM_I_NORETURN __attribute__((noreturn))
+#define SECMEM_I_PRINTF(f, a) __attribute__((format(printf, f, a)))
+
+/* ---- error.c ------------------------------------------------------------ */
+
+/* secmem_i_fail records a message for secmem_last_error, sets errno to err
+ * and returns -1 so callers can write `return secmem_i_fail(...)`. */
+int secmem_i_fail(int err, const char *fmt, ...) SECMEM_I_PRINTF(2, 3);
+
+/* secmem_i_clear_error empties the calling thread's message. */
+void secmem_i_clear_error(void);
+
+/* secmem_i_format_size writes "64 KiB" style text for n bytes into out. */
+void secmem_i_format_size(char *out, size_t out_len, size_t n);
+
+/* ---- page.c ------------------------------------------------------------- */
+
+enum secmem_i_prot { SECMEM_I_PROT_NONE, SECMEM_I_PROT_READ, SECMEM_I_PROT_RW };
+
+size_t secmem_i_page_size(void);
+/* Reserve len bytes (a page multiple) of fresh, zeroed, no-access address
+ * space outside malloc. NULL + errno on failure. */
+void *secmem_i_page_reserve(size_t len);
+/* Map len bytes of ordinary read-write memory for non-secret metadata. */
+void *secmem_i_page_map_plain(size_t len);
+int secmem_i_page_protect(void *p, size_t len, enum secmem_i_prot prot);
+int secmem_i_page_lock(void *p, size_t len);
+int secmem_i_page_unlock(void *p, size_t len);
+int secmem_i_page_dontdump(void *p, size_t len);
+int secmem_i_page_release(void *p, size_t len);
+/* Replace len bytes at p with a fresh no-access reservation: drops the pages
+ * (and their lock) while keeping the addresses unusable by anyone else. */
+int secmem_i_page_discard(void *p, size_t len);
+/* RLIMIT_MEMLOCK's soft limit, SIZE_MAX when unlimited. */
+size_t secmem_i_page_memlock_limit(void);
+/* Physical memory in bytes, SIZE_MAX when unknown. */
+size_t secmem_i_page_phys_mem(void);
+int secmem_i_page_disable_core_dumps(void);
+/* Async-signal-safe write of a whole string to stderr. */
+void secmem_i_page_write_stderr(const char *s);
+
+/* ---- guarded.c ------------------------------------------------------------ */
+
+#define SECMEM_I_BUF_MAGIC 0x53424d47u /* "SBMG" */
+
+enum secmem_i_state {
+  SECMEM_I_RW = SECMEM_BUF_READWRITE,
+  SECMEM_I_RO = SECMEM_BUF_READONLY,
+  SECMEM_I_NOACCESS = SECMEM_BUF_NOACCESS,
+  SECMEM_I_PURGED = SECMEM_BUF_PURGED,
+  SECMEM_I_DEAD = 4 /* destroyed; handle awaits reuse */
+};
+
+/* What a guarded allocation is for: user buffers are listed as leaks. */
+enum secmem_i_kind { SECMEM_I_KIND_BUF, SECMEM_I_KIND_INTERNAL };
+
+/*
+ * One guarded allocation. Handles live in slabs the library maps itself and
+ * never unmaps, so a stale handle can always be read and recognised.
+ *
+ *   base                 inner                      data         data+len
+ *   | guard page(s) |  canary ........ canary | data ........... | guard page(s) |
+ *                    \______________ inner_len _________________/
+ */
+struct secmem_buf {
+  uint32_t magic;
+  _Atomic int state;       /* enum secmem_i_state */
+  int kind;                /* enum secmem_i_kind */
+  bool locked;             /* inner pages are mlock'ed */
+  unsigned char *base;     /* start of the mapping */
+  size_t total_len;        /* whole mapping, guards included */
+  unsigned char *inner;    /* first page after the leading guard */
+  size_t inner_len;        /* canary + data, whole pages */
+  unsigned char *data;     /* end-aligned against the trailing guard */
+  size_t len;              /* data length as requested */
+  const void *site;        /* caller that allocated it (leak report) */
+  uint64_t serial;         /* allocation number (leak report) */
+  struct secmem_buf *next; /* live list, or free-handle queue */
+  struct secmem_buf *prev;
+};
+
+/* Create a guarded allocation of len bytes, read-write and zero-filled. */
+struct secmem_buf *secmem_i_guarded_new(size_t len, int kind, const void *site);
+/* Wipe, check the canary, release. Integrity failures do not return. */
+void secmem_i_guarded_destroy(struct secmem_buf *b, const char *who);
+/* Change protection: SECMEM_I_RW / _RO / _NOACCESS. */
+int secmem_i_guarded_set_state(struct secmem_buf *b, int state, const char *who);
+/* Verify the canary in any state: 0 when intact, -1 (EINVAL) when purged; a
+ * bad canary does not return. */
+int secmem_i_guarded_check(const struct secmem_buf *b, const char *who);
+/* Return b if it is a live or purged handle; anything else is fatal. */
+struct secmem_buf *secmem_i_guarded_validate(const struct secmem_buf *b, const char *who);
+/* Wipe and release the pages of every live allocation of the given kind
+ * (-1: all); handles become PURGED. */
+void secmem_i_guarded_purge(int kind);
+/* Report user buffers never destroyed to stderr; returns how many. */
+size_t secmem_i_guarded_report_leaks(void);
+void secmem_i_guarded_stats(secmem_stats *out);
+void secmem_i_guarded_policy_set(int policy);
+int secmem_i_guarded_policy_get(void);
+/* Fork handlers: hold the lock across fork, then re-lock pages in the child. */
+void secmem_i_guarded_fork_prepare(void);
+void secmem_i_guarded_fork_parent(void);
+void secmem_i_guarded_fork_child(void);
+/* Wipe every secret with async-signal-safe code, taking the lock only if it
+ * can be had. */
+void secmem_i_guarded_emergency_wipe(void);
+/* The integrity-failure path: wipe every secret, one "secmem: <what>" line on
+ * stderr, abort. Takes no lock that may be held. */
+SECMEM_I_NORETURN void secmem_i_fatal(const char *what);
+
+/* ---- ct.c ----------------------------------------------------------------- */
+
+/* (the constant-time helpers are public: secmem_equal, secmem_wipe, ...) */
+
+/* ---- registry.c ----------------------------------------------------------- */
+
+/* secmem_i_ensure_init runs secmem_init and records a message on failure. */
+int secmem_i_ensure_init(void);
+
+#endif /* SECMEM_INTERNAL_H */
