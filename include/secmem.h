@@ -89,14 +89,41 @@ SECMEM_API SECMEM_MUST_CHECK int secmem_set_mlock_policy(secmem_mlock_policy pol
 /* secmem_get_mlock_policy returns the current policy. */
 SECMEM_API secmem_mlock_policy secmem_get_mlock_policy(void);
 
+typedef enum secmem_backing {
+  /* Anonymous private pages, mlock'ed and MADV_DONTDUMP. The default. */
+  SECMEM_BACKING_ANON = 0,
+  /* memfd_secret pages: also removed from the kernel's direct map, so not
+   * readable through /proc/PID/mem, ptrace or kernel bugs that read the
+   * direct map. Fails when the kernel does not offer it. */
+  SECMEM_BACKING_SECRET = 1,
+  /* memfd_secret where the kernel offers it, anonymous pages otherwise. */
+  SECMEM_BACKING_AUTO = 2
+} secmem_backing;
+
+/* secmem_set_backing chooses how later allocations (buffers, heap arenas, the
+ * enclave key) are backed. Returns 0; -1 with EINVAL for an unknown value,
+ * ENOSYS for SECMEM_BACKING_SECRET on a kernel without memfd_secret. */
+SECMEM_API SECMEM_MUST_CHECK int secmem_set_backing(secmem_backing backing);
+
+/* secmem_get_backing returns the current choice. */
+SECMEM_API secmem_backing secmem_get_backing(void);
+
+/* secmem_secret_backing_available returns 1 if this kernel offers
+ * memfd_secret, 0 if not. */
+SECMEM_API int secmem_secret_backing_available(void);
+
 /* secmem_stats is a snapshot of the library's memory use. */
 typedef struct secmem_stats {
   size_t buffers_live;      /* buffers created and not yet destroyed or purged */
   size_t regions_cached;    /* wiped, no-access regions kept for reuse */
   size_t bytes_mapped;      /* every page mapped, guard pages included */
-  size_t bytes_locked;      /* pages currently held by mlock */
+  size_t bytes_locked;      /* pages currently held by mlock (or secret) */
   size_t bytes_unlocked;    /* data pages that could not be locked (best-effort) */
   size_t dontdump_failures; /* regions that could not be excluded from dumps */
+  size_t bytes_secret;      /* pages backed by memfd_secret (part of bytes_locked) */
+  uint64_t rekeys;          /* times the enclave key was re-randomised */
+  uint64_t opens;           /* enclave opens that succeeded */
+  uint64_t open_failures;   /* enclave opens refused: tampered, truncated, stale */
 } secmem_stats;
 
 /* secmem_get_stats fills *out_stats. Returns 0, or -1 with EINVAL for NULL. */
@@ -207,6 +234,149 @@ SECMEM_API SECMEM_MUST_CHECK int secmem_buf_wipe(secmem_buf *b);
 SECMEM_API int secmem_buf_equal(const secmem_buf *b, const void *p, size_t len);
 
 /* ------------------------------------------------------------------------ */
+/* Enclaves: secrets sealed at rest                                          */
+
+/* A secmem_enclave holds a secret encrypted and authenticated with
+ * XSalsa20-Poly1305 (libsodium's crypto_secretbox) under the process's
+ * enclave key: nonce(24) || MAC(16) || ciphertext, on the ordinary heap. The
+ * key is never stored whole (see secmem_rekey_start). Enclaves are valid only
+ * inside the process (and its forked children) that sealed them, until the
+ * next secmem_purge. */
+typedef struct secmem_enclave secmem_enclave;
+
+/* secmem_enclave_new seals a copy of the len bytes at src, then wipes src
+ * (left intact on failure). Returns the enclave, owned by the caller. */
+SECMEM_API SECMEM_MUST_CHECK secmem_enclave *secmem_enclave_new(void *src, size_t len);
+
+/* secmem_seal seals the buffer's data and destroys b. On failure b is left
+ * as it was. */
+SECMEM_API SECMEM_MUST_CHECK secmem_enclave *secmem_seal(secmem_buf *b);
+
+/* secmem_enclave_open returns a new read-write locked buffer holding the
+ * plaintext; the caller destroys it. NULL with EBADMSG when the enclave was
+ * tampered with, truncated or sealed before a purge. */
+SECMEM_API SECMEM_MUST_CHECK secmem_buf *secmem_enclave_open(const secmem_enclave *e);
+
+/* secmem_enclave_open_into decrypts into out, which must hold at least
+ * secmem_enclave_len(e) bytes (ERANGE otherwise) and should be memory the
+ * caller protects (a secmem_malloc slot, a buffer). No mapping is created.
+ * On failure out is not written. Returns 0 or -1 (EBADMSG as above). */
+SECMEM_API SECMEM_MUST_CHECK int secmem_enclave_open_into(const secmem_enclave *e, void *out,
+                                                          size_t out_len);
+
+/* secmem_enclave_len returns the plaintext length. */
+SECMEM_API size_t secmem_enclave_len(const secmem_enclave *e);
+
+/* secmem_enclave_free frees the ciphertext (NULL is ignored). */
+SECMEM_API void secmem_enclave_free(secmem_enclave *e);
+
+/* The enclave key is BLAKE2b(left) XOR right over two guarded buffers and is
+ * rebuilt only inside seal and open, in per-thread guarded scratch that is
+ * wiped at once. Re-keying re-randomises left and right and keeps the key.
+ *
+ * secmem_set_rekey_interval re-keys at the next seal or open once interval_ms
+ * have passed since the last re-key (default 500; 0 turns it off). */
+SECMEM_API void secmem_set_rekey_interval(uint64_t interval_ms);
+
+/* secmem_rekey re-keys now. Returns 0 or -1 (the key could not be created). */
+SECMEM_API SECMEM_MUST_CHECK int secmem_rekey(void);
+
+/* secmem_rekey_start starts (or retunes) a timer thread that re-keys every
+ * interval_ms (>= 1). The library never starts a thread on its own. After
+ * fork, the child restarts it lazily at its first seal or open. Returns 0 or
+ * -1 (EINVAL for 0, or pthread_create's error). */
+SECMEM_API SECMEM_MUST_CHECK int secmem_rekey_start(uint64_t interval_ms);
+
+/* secmem_rekey_stop stops the timer thread, if any, and waits for it. */
+SECMEM_API void secmem_rekey_stop(void);
+
+/* ------------------------------------------------------------------------ */
+/* Streams: secrets too large for one buffer                                 */
+
+/* A secmem_stream is a FIFO of sealed chunks (memguard's Stream): writes are
+ * sealed chunk by chunk as they arrive, reads open one chunk at a time. */
+typedef struct secmem_stream secmem_stream;
+
+/* SECMEM_STREAM_DEFAULT_CHUNK is the chunk size used when 0 is asked for. */
+#define SECMEM_STREAM_DEFAULT_CHUNK (16u * 1024u)
+
+/* secmem_stream_new returns an empty stream sealing chunks of chunk_len bytes
+ * (0: SECMEM_STREAM_DEFAULT_CHUNK). */
+SECMEM_API SECMEM_MUST_CHECK secmem_stream *secmem_stream_new(size_t chunk_len);
+
+/* secmem_stream_write seals len bytes from src onto the end of the stream,
+ * then wipes src. On failure nothing is appended and src is untouched.
+ * Returns 0 or -1. */
+SECMEM_API SECMEM_MUST_CHECK int secmem_stream_write(secmem_stream *s, void *src, size_t len);
+
+/* secmem_stream_read moves up to out_len bytes from the front of the stream
+ * into out and stores the count in *out_read (0 at the end of the stream).
+ * A partly read chunk is sealed again. Returns 0 or -1. */
+SECMEM_API SECMEM_MUST_CHECK int secmem_stream_read(secmem_stream *s, void *out, size_t out_len,
+                                                    size_t *out_read);
+
+/* secmem_stream_next removes the next chunk and returns it as a locked
+ * buffer. NULL with errno ENODATA when the stream is empty. */
+SECMEM_API SECMEM_MUST_CHECK secmem_buf *secmem_stream_next(secmem_stream *s);
+
+/* secmem_stream_flush removes everything left and returns it in one locked
+ * buffer (of length 0 when the stream is empty). On failure the stream is
+ * left as it was. */
+SECMEM_API SECMEM_MUST_CHECK secmem_buf *secmem_stream_flush(secmem_stream *s);
+
+/* secmem_stream_size returns the number of bytes in the stream. */
+SECMEM_API size_t secmem_stream_size(const secmem_stream *s);
+
+/* secmem_stream_free frees the stream and every chunk in it (NULL is
+ * ignored). */
+SECMEM_API void secmem_stream_free(secmem_stream *s);
+
+/* ------------------------------------------------------------------------ */
+/* Secure heap: many small secrets in few locked pages                       */
+
+/* Requests of up to SECMEM_HEAP_MAX_SLOT bytes are served from guarded,
+ * locked, dump-excluded arenas of SECMEM_HEAP_ARENA_LEN bytes cut into size
+ * classes of 16, 32, ... 2048 bytes, each slot preceded by its own
+ * SECMEM_CANARY_LEN-byte canary; bookkeeping lives outside the arenas.
+ * Larger requests get a guarded buffer of their own. Memory comes back
+ * zero-filled and is wiped on free. */
+#define SECMEM_HEAP_MAX_SLOT 2048u
+#define SECMEM_HEAP_ARENA_LEN (64u * 1024u)
+
+/* secmem_malloc returns len bytes of zeroed secure memory, 16-byte aligned,
+ * or NULL with errno (ENOMEM, with a message naming the heap limit or
+ * RLIMIT_MEMLOCK). len 0 returns a valid, unique 16-byte slot. */
+SECMEM_API SECMEM_MUST_CHECK void *secmem_malloc(size_t len);
+
+/* secmem_calloc is secmem_malloc(n * len) with the multiplication checked
+ * (ENOMEM on overflow). */
+SECMEM_API SECMEM_MUST_CHECK void *secmem_calloc(size_t n, size_t len);
+
+/* secmem_free wipes and releases p (NULL is ignored). A pointer the heap did
+ * not hand out, or one freed twice, is an integrity failure. */
+SECMEM_API void secmem_free(void *p);
+
+/* secmem_heap_check verifies the canary of every slot, used or free.
+ * Returns 0; a bad canary is an integrity failure. */
+SECMEM_API SECMEM_MUST_CHECK int secmem_heap_check(void);
+
+/* secmem_heap_set_limit caps the bytes of arenas and large allocations the
+ * heap may hold (0: no cap, the default). Returns 0. */
+SECMEM_API int secmem_heap_set_limit(size_t max_bytes);
+
+typedef struct secmem_heap_stats {
+  size_t arenas;        /* arenas mapped */
+  size_t slots_in_use;  /* live allocations (arena slots and large ones) */
+  size_t bytes_in_use;  /* bytes of the slots and large buffers handed out */
+  size_t bytes_locked;  /* locked bytes held by the heap (arenas + large) */
+  size_t peak_in_use;   /* highest bytes_in_use seen */
+  size_t limit;         /* the cap, 0 if none */
+} secmem_heap_stats;
+
+/* secmem_heap_get_stats fills *out. Returns 0, or -1 with EINVAL for NULL. */
+SECMEM_API SECMEM_MUST_CHECK int secmem_heap_get_stats(secmem_heap_stats *out);
+
+/* ------------------------------------------------------------------------ */
 /* Constant-time helpers                                                     */
 
 /* secmem_equal compares len bytes in time that depends only on len.
@@ -229,9 +399,11 @@ SECMEM_API void secmem_scramble(void *p, size_t len);
 /* ------------------------------------------------------------------------ */
 /* Lifecycle: purge, exit, signals, core dumps                               */
 
-/* secmem_purge wipes and destroys every live buffer (and, with the sealing
- * layer, every heap slot's contents and the enclave key). Handles stay valid
- * for secmem_buf_destroy only; their data pointers fault on any touch. */
+/* secmem_purge wipes and destroys every live buffer, wipes the contents of
+ * every secure-heap allocation (which stay allocated, zero-filled), and
+ * replaces the enclave key, so that every enclave sealed before the purge
+ * can no longer be opened. Buffer handles stay valid for secmem_buf_destroy
+ * only; their data pointers fault on any touch. */
 SECMEM_API void secmem_purge(void);
 
 /* secmem_safe_exit purges, then exits with status (running atexit handlers). */

@@ -51,6 +51,7 @@ struct cached_region {
   size_t total_len;
   size_t inner_len;
   bool locked;
+  bool secret;
 };
 
 /* Everything below is protected by g_lock, except where marked atomic. */
@@ -70,8 +71,10 @@ static size_t g_cache_bytes;
 
 static uint64_t g_serial;
 static size_t g_buffers_live, g_bytes_mapped, g_bytes_locked, g_bytes_unlocked,
-    g_dontdump_failures;
+    g_dontdump_failures, g_bytes_secret;
 static _Atomic int g_policy = SECMEM_MLOCK_REQUIRED;
+static _Atomic int g_backing = SECMEM_BACKING_ANON;
+static int g_fork_pipe[2] = {-1, -1};
 
 /* The canary is SECMEM_CANARY_LEN random bytes repeated from the start of
  * the inner pages; the template holds that pattern for the longest possible
@@ -223,10 +226,13 @@ static SECMEM_I_NORETURN void canary_fatal(const struct secmem_buf *b, const cha
 
 /* ---- region cache ------------------------------------------------------- */
 
-static void stats_forget_region(size_t total_len, size_t inner_len, bool locked) {
+static void stats_forget_region(size_t total_len, size_t inner_len, bool locked, bool secret) {
   g_bytes_mapped -= total_len;
   if (locked) {
     g_bytes_locked -= inner_len;
+  }
+  if (secret) {
+    g_bytes_secret -= inner_len;
   }
 }
 
@@ -234,16 +240,17 @@ static void cache_drop_all(void) {
   for (size_t i = 0; i < g_cache_count; i++) {
     struct cached_region *c = &g_cache[i];
     (void)secmem_i_page_release(c->base, c->total_len);
-    stats_forget_region(c->total_len, c->inner_len, c->locked);
+    stats_forget_region(c->total_len, c->inner_len, c->locked, c->secret);
   }
   g_cache_count = 0;
   g_cache_bytes = 0;
 }
 
-/* Take a cached region of exactly inner_len bytes and make it read-write. */
-static bool cache_take(size_t inner_len, struct cached_region *out) {
+/* Take a cached region of exactly inner_len bytes and the wanted backing,
+ * and make it read-write. */
+static bool cache_take(size_t inner_len, bool secret, struct cached_region *out) {
   for (size_t i = 0; i < g_cache_count; i++) {
-    if (g_cache[i].inner_len != inner_len) {
+    if (g_cache[i].inner_len != inner_len || g_cache[i].secret != secret) {
       continue;
     }
     struct cached_region c = g_cache[i];
@@ -252,7 +259,7 @@ static bool cache_take(size_t inner_len, struct cached_region *out) {
     g_cache_bytes -= inner_len;
     if (secmem_i_page_protect(c.base + secmem_i_page_size(), inner_len, SECMEM_I_PROT_RW) != 0) {
       (void)secmem_i_page_release(c.base, c.total_len);
-      stats_forget_region(c.total_len, c.inner_len, c.locked);
+      stats_forget_region(c.total_len, c.inner_len, c.locked, c.secret);
       return false;
     }
     *out = c;
@@ -265,24 +272,25 @@ static bool cache_take(size_t inner_len, struct cached_region *out) {
  * locked regions are kept: a reused region must satisfy the policy in force
  * when it is handed out again, and a locked one satisfies both. */
 static void cache_put_or_release(unsigned char *base, size_t total_len, size_t inner_len,
-                                 bool locked) {
+                                 bool locked, bool secret) {
   if (locked && inner_len <= CACHE_MAX_INNER && g_cache_bytes + inner_len <= CACHE_MAX_BYTES) {
     if (g_cache_count == CACHE_SLOTS) {
       struct cached_region *old = &g_cache[0];
       (void)secmem_i_page_release(old->base, old->total_len);
-      stats_forget_region(old->total_len, old->inner_len, old->locked);
+      stats_forget_region(old->total_len, old->inner_len, old->locked, old->secret);
       g_cache_bytes -= old->inner_len;
       memmove(&g_cache[0], &g_cache[1], (CACHE_SLOTS - 1) * sizeof(g_cache[0]));
       g_cache_count--;
     }
     if (secmem_i_page_protect(base + secmem_i_page_size(), inner_len, SECMEM_I_PROT_NONE) == 0) {
-      g_cache[g_cache_count++] = (struct cached_region){base, total_len, inner_len, locked};
+      g_cache[g_cache_count++] =
+          (struct cached_region){base, total_len, inner_len, locked, secret};
       g_cache_bytes += inner_len;
       return;
     }
   }
   (void)secmem_i_page_release(base, total_len);
-  stats_forget_region(total_len, inner_len, locked);
+  stats_forget_region(total_len, inner_len, locked, secret);
 }
 
 /* ---- allocation --------------------------------------------------------- */
@@ -304,9 +312,18 @@ static int mlock_failed(size_t inner_len, int err) {
                        strerror(err), limit, need, have);
 }
 
-/* Map a fresh region: reserve, exclude from dumps, open the inner pages,
- * lock them. Returns 0 or -1 (message set, nothing left mapped). */
-static int region_map(size_t total_len, size_t inner_len, struct cached_region *out) {
+/* Whether new regions should be memfd_secret-backed under the current
+ * backing choice. */
+static bool want_secret(void) {
+  int backing = atomic_load(&g_backing);
+  return backing == SECMEM_BACKING_SECRET ||
+         (backing == SECMEM_BACKING_AUTO && secmem_i_page_secret_available());
+}
+
+/* Map a fresh region: reserve, exclude from dumps, then back the inner pages
+ * with a secret file or open and lock anonymous ones. Returns 0 or -1
+ * (message set, nothing left mapped). */
+static int region_map(size_t total_len, size_t inner_len, bool secret, struct cached_region *out) {
   size_t ps = secmem_i_page_size();
   unsigned char *base = secmem_i_page_reserve(total_len);
   if (base == NULL) {
@@ -314,6 +331,29 @@ static int region_map(size_t total_len, size_t inner_len, struct cached_region *
   }
   if (secmem_i_page_dontdump(base, total_len) != 0) {
     g_dontdump_failures++;
+  }
+  if (secret) {
+    bool ok = secmem_i_page_back_secret(base + ps, inner_len) == 0;
+    if (!ok && g_cache_count > 0) {
+      cache_drop_all(); /* secret pages count against RLIMIT_MEMLOCK too */
+      ok = secmem_i_page_back_secret(base + ps, inner_len) == 0;
+    }
+    if (ok) {
+      g_bytes_locked += inner_len; /* the kernel locks secret pages itself */
+      g_bytes_secret += inner_len;
+      g_bytes_mapped += total_len;
+      *out = (struct cached_region){base, total_len, inner_len, true, true};
+      return 0;
+    }
+    int err = errno;
+    if (atomic_load(&g_backing) == SECMEM_BACKING_SECRET) {
+      (void)secmem_i_page_release(base, total_len);
+      if (err == EAGAIN || err == ENOMEM) {
+        return mlock_failed(inner_len, err);
+      }
+      return secmem_i_fail(err, "memfd_secret mapping failed: %s", strerror(err));
+    }
+    /* AUTO: this allocation falls back to anonymous locked pages. */
   }
   if (secmem_i_page_protect(base + ps, inner_len, SECMEM_I_PROT_RW) != 0) {
     int err = errno;
@@ -336,7 +376,7 @@ static int region_map(size_t total_len, size_t inner_len, struct cached_region *
     g_bytes_locked += inner_len;
   }
   g_bytes_mapped += total_len;
-  *out = (struct cached_region){base, total_len, inner_len, locked};
+  *out = (struct cached_region){base, total_len, inner_len, locked, false};
   return 0;
 }
 
@@ -370,7 +410,8 @@ struct secmem_buf *secmem_i_guarded_new(size_t len, int kind, const void *site) 
     return NULL;
   }
   struct cached_region r = {0};
-  if (!cache_take(inner_len, &r) && region_map(total_len, inner_len, &r) != 0) {
+  bool secret = want_secret();
+  if (!cache_take(inner_len, secret, &r) && region_map(total_len, inner_len, secret, &r) != 0) {
     int err = errno;
     handle_free(b);
     unlock();
@@ -380,6 +421,7 @@ struct secmem_buf *secmem_i_guarded_new(size_t len, int kind, const void *site) 
   b->magic = SECMEM_I_BUF_MAGIC;
   b->kind = kind;
   b->locked = r.locked;
+  b->secret = r.secret;
   b->base = r.base;
   b->total_len = r.total_len;
   b->inner = r.base + SECMEM_GUARD_PAGES * ps;
@@ -444,10 +486,10 @@ void secmem_i_guarded_destroy(struct secmem_buf *b, const char *who) {
   bool reusable = open_check_wipe(b, who);
   live_unlink(b);
   if (reusable) {
-    cache_put_or_release(b->base, b->total_len, b->inner_len, b->locked);
+    cache_put_or_release(b->base, b->total_len, b->inner_len, b->locked, b->secret);
   } else {
     (void)secmem_i_page_release(b->base, b->total_len);
-    stats_forget_region(b->total_len, b->inner_len, b->locked);
+    stats_forget_region(b->total_len, b->inner_len, b->locked, b->secret);
   }
   if (!b->locked) {
     g_bytes_unlocked -= b->inner_len;
@@ -525,6 +567,10 @@ void secmem_i_guarded_purge(int kind) {
       } else {
         g_bytes_unlocked -= b->inner_len;
       }
+      if (b->secret) {
+        g_bytes_secret -= b->inner_len;
+      }
+      b->secret = false;
       b->len = 0;
       atomic_store(&b->state, SECMEM_I_PURGED);
     }
@@ -575,6 +621,7 @@ void secmem_i_guarded_stats(secmem_stats *out) {
   out->bytes_locked = g_bytes_locked;
   out->bytes_unlocked = g_bytes_unlocked;
   out->dontdump_failures = g_dontdump_failures;
+  out->bytes_secret = g_bytes_secret;
   unlock();
 }
 
@@ -582,18 +629,72 @@ void secmem_i_guarded_policy_set(int policy) { atomic_store(&g_policy, policy); 
 
 int secmem_i_guarded_policy_get(void) { return atomic_load(&g_policy); }
 
+void secmem_i_guarded_backing_set(int backing) { atomic_store(&g_backing, backing); }
+
+int secmem_i_guarded_backing_get(void) { return atomic_load(&g_backing); }
+
+void secmem_i_guarded_wipe(struct secmem_buf *b) {
+  lock();
+  int state = atomic_load(&b->state);
+  if (state == SECMEM_I_RW) {
+    secmem_wipe(b->data, b->len);
+  } else if (state == SECMEM_I_RO || state == SECMEM_I_NOACCESS) {
+    if (secmem_i_page_protect(b->inner, b->inner_len, SECMEM_I_PROT_RW) == 0) {
+      secmem_wipe(b->data, b->len);
+      (void)secmem_i_page_protect(b->inner, b->inner_len, prot_of(state));
+    } else {
+      (void)secmem_i_page_discard(b->inner, b->inner_len); /* contents gone either way */
+    }
+  }
+  unlock();
+}
+
 /* ---- fork --------------------------------------------------------------- */
 
-void secmem_i_guarded_fork_prepare(void) { lock(); }
+void secmem_i_guarded_fork_prepare(void) {
+  lock();
+  /* Secret pages are shared with the child until it has copied them: the
+   * parent must not change them (nor let its other threads change them
+   * through the library) before the child says it is done. */
+  g_fork_pipe[0] = g_fork_pipe[1] = -1;
+  if (g_bytes_secret > 0 && secmem_i_page_pipe(g_fork_pipe) != 0) {
+    g_fork_pipe[0] = g_fork_pipe[1] = -1;
+  }
+}
 
-void secmem_i_guarded_fork_parent(void) { unlock(); }
+void secmem_i_guarded_fork_parent(void) {
+  secmem_i_page_close(g_fork_pipe[1]);
+  if (g_fork_pipe[0] >= 0) {
+    secmem_i_page_wait_fd(g_fork_pipe[0], 10000);
+  }
+  g_fork_pipe[0] = g_fork_pipe[1] = -1;
+  unlock();
+}
 
 void secmem_i_guarded_fork_child(void) {
   /* The child has one thread and inherited the lock held by it. mlock is not
-   * inherited across fork: lock every live region again. Cached regions hold
-   * nothing; give them back rather than re-lock them. */
+   * inherited across fork: lock every anonymous region again. Secret regions
+   * are locked by the kernel but shared with the parent: give the child its
+   * own copy. Cached regions hold nothing; give them back. */
   cache_drop_all();
   for (struct secmem_buf *b = atomic_load(&g_live); b != NULL; b = b->next) {
+    if (b->secret) {
+      if (secmem_i_page_secret_privatize(b->inner, b->inner_len,
+                                         prot_of(atomic_load(&b->state))) != 0) {
+        /* Never keep sharing a parent's secret: the child loses this one
+         * instead (as if purged), and says so. */
+        (void)secmem_i_page_discard(b->inner, b->inner_len);
+        g_bytes_secret -= b->inner_len;
+        g_bytes_locked -= b->inner_len;
+        b->secret = false;
+        b->len = 0;
+        live_unlink(b);
+        atomic_store(&b->state, SECMEM_I_PURGED);
+        secmem_i_page_write_stderr("secmem: fork: a secret region could not be copied into "
+                                   "the child and was purged there\n");
+      }
+      continue;
+    }
     if (!b->locked) {
       continue;
     }
@@ -603,6 +704,11 @@ void secmem_i_guarded_fork_child(void) {
       g_bytes_unlocked += b->inner_len;
     }
   }
+  secmem_i_page_close(g_fork_pipe[0]);
+  if (g_fork_pipe[1] >= 0) {
+    secmem_i_page_signal_fd(g_fork_pipe[1]);
+  }
+  g_fork_pipe[0] = g_fork_pipe[1] = -1;
   pthread_mutex_init(&g_lock, NULL);
   atomic_store(&g_owner, 0);
 }

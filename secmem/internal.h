@@ -53,6 +53,18 @@ int secmem_i_page_release(void *p, size_t len);
 int secmem_i_page_discard(void *p, size_t len);
 /* RLIMIT_MEMLOCK's soft limit, SIZE_MAX when unlimited. */
 size_t secmem_i_page_memlock_limit(void);
+/* memfd_secret: whether the kernel offers it; back len bytes at p (inside a
+ * reservation) with a fresh secret file, read-write; and, in a forked child,
+ * replace a shared secret mapping with a private copy in the given prot. */
+bool secmem_i_page_secret_available(void);
+int secmem_i_page_back_secret(void *p, size_t len);
+int secmem_i_page_secret_privatize(void *p, size_t len, enum secmem_i_prot prot);
+/* The fork handshake: a close-on-exec pipe; the child signals one end once
+ * its memory is its own, the parent waits on the other (bounded). */
+int secmem_i_page_pipe(int fds[2]);
+void secmem_i_page_signal_fd(int fd);
+void secmem_i_page_wait_fd(int fd, int timeout_ms);
+void secmem_i_page_close(int fd);
 /* Physical memory in bytes, SIZE_MAX when unknown. */
 size_t secmem_i_page_phys_mem(void);
 int secmem_i_page_disable_core_dumps(void);
@@ -87,6 +99,7 @@ struct secmem_buf {
   _Atomic int state;       /* enum secmem_i_state */
   int kind;                /* enum secmem_i_kind */
   bool locked;             /* inner pages are mlock'ed */
+  bool secret;             /* inner pages are a memfd_secret mapping */
   unsigned char *base;     /* start of the mapping */
   size_t total_len;        /* whole mapping, guards included */
   unsigned char *inner;    /* first page after the leading guard */
@@ -118,6 +131,11 @@ size_t secmem_i_guarded_report_leaks(void);
 void secmem_i_guarded_stats(secmem_stats *out);
 void secmem_i_guarded_policy_set(int policy);
 int secmem_i_guarded_policy_get(void);
+void secmem_i_guarded_backing_set(int backing);
+int secmem_i_guarded_backing_get(void);
+/* Wipe the data of a live allocation in place, whatever its state (the
+ * state is kept). Used by the heap's purge. */
+void secmem_i_guarded_wipe(struct secmem_buf *b);
 /* Fork handlers: hold the lock across fork, then re-lock pages in the child. */
 void secmem_i_guarded_fork_prepare(void);
 void secmem_i_guarded_fork_parent(void);
@@ -129,9 +147,53 @@ void secmem_i_guarded_emergency_wipe(void);
  * stderr, abort. Takes no lock that may be held. */
 SECMEM_I_NORETURN void secmem_i_fatal(const char *what);
 
-/* ---- ct.c ----------------------------------------------------------------- */
+/* ---- coffer.c ------------------------------------------------------------ */
 
-/* (the constant-time helpers are public: secmem_equal, secmem_wipe, ...) */
+#define SECMEM_I_KEY_LEN 32
+#define SECMEM_I_SCRATCH_LEN 64
+
+/* Rebuild the enclave key into out (guarded scratch) and report the key's
+ * epoch (which changes when a purge replaces the key). Re-keys first when
+ * the interval has passed. Returns 0 or -1 (message set). */
+int secmem_i_coffer_key(unsigned char out[SECMEM_I_KEY_LEN], uint64_t *out_epoch);
+/* The calling thread's guarded scratch of SECMEM_I_SCRATCH_LEN bytes (read-
+ * write, wiped after every use), or NULL with a message. */
+unsigned char *secmem_i_coffer_scratch(void);
+uint64_t secmem_i_coffer_epoch(void);
+/* Replace the key with a fresh random one (purge). */
+void secmem_i_coffer_reset(void);
+uint64_t secmem_i_coffer_rekeys(void);
+void secmem_i_coffer_init(void);
+void secmem_i_coffer_fork_prepare(void);
+void secmem_i_coffer_fork_parent(void);
+void secmem_i_coffer_fork_child(void);
+
+/* ---- enclave.c ------------------------------------------------------------ */
+
+#define SECMEM_I_ENCLAVE_MAGIC 0x53454e43u /* "SENC" */
+#define SECMEM_I_NONCE_LEN 24
+#define SECMEM_I_MAC_LEN 16
+
+/* nonce(24) || MAC(16) || ciphertext(len), on the ordinary heap. */
+struct secmem_enclave {
+  uint32_t magic;
+  size_t len;         /* plaintext length */
+  size_t box_len;     /* bytes at box */
+  uint64_t epoch;     /* coffer epoch at sealing */
+  unsigned char *box;
+};
+
+/* Seal len bytes at src into a new enclave (src is not wiped). */
+struct secmem_enclave *secmem_i_enclave_seal(const void *src, size_t len);
+void secmem_i_enclave_counts(uint64_t *opens, uint64_t *failures);
+
+/* ---- heap.c --------------------------------------------------------------- */
+
+/* Wipe every allocation's contents (purge); allocations stay valid. */
+void secmem_i_heap_wipe_all(void);
+void secmem_i_heap_fork_prepare(void);
+void secmem_i_heap_fork_parent(void);
+void secmem_i_heap_fork_child(void);
 
 /* ---- registry.c ----------------------------------------------------------- */
 

@@ -16,9 +16,16 @@
 #include <sys/resource.h>
 #include <unistd.h>
 
+#include <fcntl.h>
+#include <poll.h>
+
 #if defined(__linux__)
 #include <sys/prctl.h>
 #include <sys/syscall.h>
+#if !defined(SYS_memfd_secret) && (defined(__x86_64__) || defined(__aarch64__) || \
+                                    defined(__riscv) || defined(__s390x__))
+#define SYS_memfd_secret 447
+#endif
 #endif
 
 #include "internal.h"
@@ -156,5 +163,117 @@ void secmem_i_page_write_stderr(const char *s) {
     }
     s += n;
     left -= (size_t)n;
+  }
+}
+
+/* ---- memfd_secret ---------------------------------------------------------
+ * Pages of a memfd_secret file are removed from the kernel's direct map: not
+ * even the kernel reads them through /proc/PID/mem or a core dump. They are
+ * locked and dump-excluded by the kernel itself, and the mapping must be
+ * MAP_SHARED, which a forked child would share with its parent; see
+ * secmem_i_page_secret_privatize. */
+
+static int secret_fd(size_t len) {
+#if defined(SYS_memfd_secret)
+  int fd = (int)syscall(SYS_memfd_secret, O_CLOEXEC);
+  if (fd < 0) {
+    return -1;
+  }
+  if (ftruncate(fd, (off_t)len) != 0) {
+    int err = errno;
+    close(fd);
+    errno = err;
+    return -1;
+  }
+  return fd;
+#else
+  (void)len;
+  errno = ENOSYS;
+  return -1;
+#endif
+}
+
+bool secmem_i_page_secret_available(void) {
+  /* 0 unknown, 1 yes, 2 no. Asked once: the answer cannot change. */
+  static _Atomic int known;
+  int k = atomic_load(&known);
+  if (k == 0) {
+    int fd = secret_fd(secmem_i_page_size());
+    k = fd >= 0 ? 1 : 2;
+    if (fd >= 0) {
+      close(fd);
+    }
+    atomic_store(&known, k);
+  }
+  return k == 1;
+}
+
+int secmem_i_page_back_secret(void *p, size_t len) {
+  int fd = secret_fd(len);
+  if (fd < 0) {
+    return -1;
+  }
+  void *q = mmap(p, len, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_FIXED, fd, 0);
+  int err = errno;
+  close(fd);
+  if (q == MAP_FAILED) {
+    errno = err;
+    return -1;
+  }
+  return 0;
+}
+
+int secmem_i_page_secret_privatize(void *p, size_t len, enum secmem_i_prot prot) {
+  /* In a forked child: copy the shared secret pages into a fresh secret file
+   * and map that over the same addresses, so that nothing the child does
+   * reaches its parent. The copy never leaves secret memory. */
+  int fd = secret_fd(len);
+  if (fd < 0) {
+    return -1;
+  }
+  unsigned char *fresh = mmap(NULL, len, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
+  if (fresh == MAP_FAILED) {
+    int err = errno;
+    close(fd);
+    errno = err;
+    return -1;
+  }
+  int rc = -1;
+  if (prot != SECMEM_I_PROT_NONE || mprotect(p, len, PROT_READ) == 0) {
+    memcpy(fresh, p, len);
+    void *q = mmap(p, len, prot_flags(prot), MAP_SHARED | MAP_FIXED, fd, 0);
+    rc = q == MAP_FAILED ? -1 : 0;
+  }
+  int err = errno;
+  munmap(fresh, len);
+  close(fd);
+  errno = err;
+  return rc;
+}
+
+/* ---- fork handshake -------------------------------------------------------- */
+
+int secmem_i_page_pipe(int fds[2]) { return pipe2(fds, O_CLOEXEC); }
+
+void secmem_i_page_signal_fd(int fd) {
+  ssize_t n;
+  do {
+    n = write(fd, "k", 1);
+  } while (n < 0 && errno == EINTR);
+  close(fd);
+}
+
+void secmem_i_page_wait_fd(int fd, int timeout_ms) {
+  struct pollfd pfd = {fd, POLLIN, 0};
+  int n;
+  do {
+    n = poll(&pfd, 1, timeout_ms);
+  } while (n < 0 && errno == EINTR);
+  close(fd);
+}
+
+void secmem_i_page_close(int fd) {
+  if (fd >= 0) {
+    close(fd);
   }
 }

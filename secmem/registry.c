@@ -20,9 +20,26 @@
 static pthread_once_t g_init_once = PTHREAD_ONCE_INIT;
 static int g_init_result = -1;
 
-static void fork_prepare(void) { secmem_i_guarded_fork_prepare(); }
-static void fork_parent(void) { secmem_i_guarded_fork_parent(); }
-static void fork_child(void) { secmem_i_guarded_fork_child(); }
+/* Locks are taken in the order the layers nest (coffer, heap, guarded) and
+ * released in reverse. The guarded layer's parent handler waits for the
+ * child to have made its memfd_secret pages its own. */
+static void fork_prepare(void) {
+  secmem_i_coffer_fork_prepare();
+  secmem_i_heap_fork_prepare();
+  secmem_i_guarded_fork_prepare();
+}
+
+static void fork_parent(void) {
+  secmem_i_guarded_fork_parent();
+  secmem_i_heap_fork_parent();
+  secmem_i_coffer_fork_parent();
+}
+
+static void fork_child(void) {
+  secmem_i_guarded_fork_child();
+  secmem_i_heap_fork_child();
+  secmem_i_coffer_fork_child();
+}
 
 static void at_exit(void) {
   const char *debug = getenv("SECMEM_DEBUG");
@@ -35,15 +52,16 @@ static void at_exit(void) {
       secmem_i_page_write_stderr(line);
     }
   }
-  /* Secrets still alive at exit are wiped; their handles stay valid so that
-   * destructors running after this one may still destroy them. */
-  secmem_i_guarded_purge(-1);
+  /* Secrets still alive at exit are wiped; handles and heap pointers stay
+   * valid so that destructors running after this one may still free them. */
+  secmem_purge();
 }
 
 static void init_once(void) {
   if (sodium_init() < 0) {
     return;
   }
+  secmem_i_coffer_init();
   if (pthread_atfork(fork_prepare, fork_parent, fork_child) != 0 || atexit(at_exit) != 0) {
     return;
   }
@@ -81,10 +99,34 @@ int secmem_get_stats(secmem_stats *out_stats) {
   }
   memset(out_stats, 0, sizeof(*out_stats));
   secmem_i_guarded_stats(out_stats);
+  out_stats->rekeys = secmem_i_coffer_rekeys();
+  secmem_i_enclave_counts(&out_stats->opens, &out_stats->open_failures);
   return 0;
 }
 
-void secmem_purge(void) { secmem_i_guarded_purge(SECMEM_I_KIND_BUF); }
+int secmem_set_backing(secmem_backing backing) {
+  if (backing != SECMEM_BACKING_ANON && backing != SECMEM_BACKING_SECRET &&
+      backing != SECMEM_BACKING_AUTO) {
+    return secmem_i_fail(EINVAL, "secmem_set_backing: unknown backing %d", (int)backing);
+  }
+  if (backing == SECMEM_BACKING_SECRET && !secmem_i_page_secret_available()) {
+    return secmem_i_fail(ENOSYS, "secmem_set_backing: this kernel does not offer memfd_secret "
+                                 "(Linux >= 5.14 with CONFIG_SECRETMEM; before 6.5 also the "
+                                 "secretmem.enable=1 boot option)");
+  }
+  secmem_i_guarded_backing_set(backing);
+  return 0;
+}
+
+secmem_backing secmem_get_backing(void) { return (secmem_backing)secmem_i_guarded_backing_get(); }
+
+int secmem_secret_backing_available(void) { return secmem_i_page_secret_available() ? 1 : 0; }
+
+void secmem_purge(void) {
+  secmem_i_guarded_purge(SECMEM_I_KIND_BUF);
+  secmem_i_heap_wipe_all();
+  secmem_i_coffer_reset();
+}
 
 void secmem_safe_exit(int status) {
   secmem_purge();

@@ -1,0 +1,167 @@
+/*
+ * enclave.c - owns sealed containers: a secret encrypted and authenticated
+ * with XSalsa20-Poly1305 under the coffer's key, kept on the ordinary heap.
+ *
+ *   box:  | nonce (24, random per seal) | MAC (16) | ciphertext (len) |
+ *
+ * Opening checks, in order: the handle, the length of the box (truncation),
+ * the key epoch (sealed before a purge), then the MAC (any modified byte).
+ * Each refusal is EBADMSG with a message; nothing is written to the output
+ * unless the MAC verified, and no state is harmed.
+ */
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <sodium.h>
+
+#include "internal.h"
+
+static _Atomic uint64_t g_opens, g_failures;
+
+void secmem_i_enclave_counts(uint64_t *opens, uint64_t *failures) {
+  *opens = atomic_load(&g_opens);
+  *failures = atomic_load(&g_failures);
+}
+
+static const struct secmem_enclave *valid(const struct secmem_enclave *e, const char *who) {
+  if (e == NULL || e->magic != SECMEM_I_ENCLAVE_MAGIC) {
+    char msg[128];
+    snprintf(msg, sizeof(msg), "%s: pointer is not a live secmem enclave", who);
+    secmem_i_fatal(msg);
+  }
+  return e;
+}
+
+struct secmem_enclave *secmem_i_enclave_seal(const void *src, size_t len) {
+  if (src == NULL && len > 0) {
+    secmem_i_fail(EINVAL, "cannot seal: source is NULL");
+    return NULL;
+  }
+  if (len > SIZE_MAX - SECMEM_I_NONCE_LEN - SECMEM_I_MAC_LEN) {
+    secmem_i_fail(ENOMEM, "cannot seal %zu bytes: the size is too large", len);
+    return NULL;
+  }
+  if (secmem_i_ensure_init() != 0) {
+    return NULL;
+  }
+  size_t box_len = SECMEM_I_NONCE_LEN + SECMEM_I_MAC_LEN + len;
+  struct secmem_enclave *e = malloc(sizeof(*e));
+  unsigned char *box = e != NULL ? malloc(box_len) : NULL;
+  if (box == NULL) {
+    free(e);
+    secmem_i_fail(ENOMEM, "cannot seal %zu bytes: out of memory", len);
+    return NULL;
+  }
+  unsigned char *key = secmem_i_coffer_scratch();
+  uint64_t epoch = 0;
+  if (key == NULL || secmem_i_coffer_key(key, &epoch) != 0) {
+    free(box);
+    free(e);
+    return NULL;
+  }
+  randombytes_buf(box, SECMEM_I_NONCE_LEN);
+  crypto_secretbox_easy(box + SECMEM_I_NONCE_LEN, src, len, box, key);
+  secmem_wipe(key, SECMEM_I_KEY_LEN);
+  *e = (struct secmem_enclave){SECMEM_I_ENCLAVE_MAGIC, len, box_len, epoch, box};
+  return e;
+}
+
+secmem_enclave *secmem_enclave_new(void *src, size_t len) {
+  struct secmem_enclave *e = secmem_i_enclave_seal(src, len);
+  if (e != NULL) {
+    secmem_wipe(src, len);
+  }
+  return e;
+}
+
+secmem_enclave *secmem_seal(secmem_buf *b) {
+  secmem_i_guarded_validate(b, "secmem_seal");
+  int state = atomic_load(&b->state);
+  if (state == SECMEM_I_PURGED) {
+    secmem_i_fail(EINVAL, "secmem_seal: the buffer was purged");
+    return NULL;
+  }
+  if (state == SECMEM_I_NOACCESS && secmem_i_guarded_set_state(b, SECMEM_I_RO, "secmem_seal") != 0) {
+    return NULL;
+  }
+  struct secmem_enclave *e = secmem_i_enclave_seal(b->data, b->len);
+  if (e == NULL) {
+    if (state == SECMEM_I_NOACCESS) {
+      int err = errno;
+      (void)secmem_i_guarded_set_state(b, SECMEM_I_NOACCESS, "secmem_seal");
+      errno = err;
+    }
+    return NULL;
+  }
+  secmem_i_guarded_destroy(b, "secmem_seal");
+  return e;
+}
+
+static int refuse(const char *why) {
+  atomic_fetch_add(&g_failures, 1);
+  return secmem_i_fail(EBADMSG, "enclave cannot be opened: %s", why);
+}
+
+int secmem_enclave_open_into(const secmem_enclave *e, void *out, size_t out_len) {
+  valid(e, "secmem_enclave_open_into");
+  if (out == NULL && e->len > 0) {
+    return secmem_i_fail(EINVAL, "secmem_enclave_open_into: output is NULL");
+  }
+  if (out_len < e->len) {
+    return secmem_i_fail(ERANGE, "secmem_enclave_open_into: %zu bytes do not fit in %zu", e->len,
+                         out_len);
+  }
+  if (e->box == NULL || e->box_len != SECMEM_I_NONCE_LEN + SECMEM_I_MAC_LEN + e->len) {
+    return refuse("it is truncated or its length was altered");
+  }
+  if (e->epoch != secmem_i_coffer_epoch()) {
+    return refuse("it was sealed before secmem_purge replaced the key");
+  }
+  unsigned char *key = secmem_i_coffer_scratch();
+  if (key == NULL || secmem_i_coffer_key(key, NULL) != 0) {
+    return -1;
+  }
+  int rc = crypto_secretbox_open_easy(out, e->box + SECMEM_I_NONCE_LEN,
+                                      e->box_len - SECMEM_I_NONCE_LEN, e->box, key);
+  secmem_wipe(key, SECMEM_I_KEY_LEN);
+  if (rc != 0) {
+    return refuse("authentication failed (the ciphertext was modified)");
+  }
+  atomic_fetch_add(&g_opens, 1);
+  return 0;
+}
+
+secmem_buf *secmem_enclave_open(const secmem_enclave *e) {
+  valid(e, "secmem_enclave_open");
+  if (secmem_i_ensure_init() != 0) {
+    return NULL;
+  }
+  struct secmem_buf *b =
+      secmem_i_guarded_new(e->len, SECMEM_I_KIND_BUF, __builtin_return_address(0));
+  if (b == NULL) {
+    return NULL;
+  }
+  if (secmem_enclave_open_into(e, b->data, b->len) != 0) {
+    int err = errno;
+    secmem_i_guarded_destroy(b, "secmem_enclave_open");
+    errno = err;
+    return NULL;
+  }
+  return b;
+}
+
+size_t secmem_enclave_len(const secmem_enclave *e) {
+  return valid(e, "secmem_enclave_len")->len;
+}
+
+void secmem_enclave_free(secmem_enclave *e) {
+  if (e == NULL) {
+    return;
+  }
+  valid(e, "secmem_enclave_free");
+  e->magic = 0;
+  free(e->box);
+  free(e);
+}
