@@ -114,6 +114,7 @@ static void rekey_locked(void) {
   }
   memcpy(left->data, fresh, HALF_LEN);
   secmem_wipe(fresh, 3 * HALF_LEN);
+  secmem_i_stack_scrub();
   atomic_store(&g_last_rekey_ms, now_ms());
   atomic_fetch_add(&g_rekeys, 1);
 }
@@ -173,6 +174,7 @@ int secmem_i_coffer_key(unsigned char out[SECMEM_I_KEY_LEN], uint64_t *out_epoch
     *out_epoch = atomic_load(&g_epoch);
   }
   pthread_rwlock_unlock(&g_rw);
+  secmem_i_stack_scrub();
   return 0;
 }
 
@@ -192,6 +194,18 @@ void secmem_i_coffer_reset(void) {
 }
 
 uint64_t secmem_i_coffer_rekeys(void) { return atomic_load(&g_rekeys); }
+
+int secmem_i_coffer_snapshot(unsigned char left[SECMEM_I_KEY_LEN],
+                             unsigned char right[SECMEM_I_KEY_LEN]) {
+  if (coffer_create() != 0) {
+    return -1;
+  }
+  pthread_rwlock_rdlock(&g_rw);
+  memcpy(left, atomic_load(&g_left)->data, HALF_LEN);
+  memcpy(right, g_right->data, HALF_LEN);
+  pthread_rwlock_unlock(&g_rw);
+  return 0;
+}
 
 void secmem_set_rekey_interval(uint64_t interval_ms) {
   atomic_store(&g_interval_ms, interval_ms);

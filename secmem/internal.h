@@ -147,10 +147,17 @@ void secmem_i_guarded_emergency_wipe(void);
  * stderr, abort. Takes no lock that may be held. */
 SECMEM_I_NORETURN void secmem_i_fatal(const char *what);
 
+/* ---- ct.c ----------------------------------------------------------------- */
+
+/* Zero the stack below the caller's frame that callees (libsodium's hash and
+ * cipher cores) used and left unwiped. Call right after such a call returns,
+ * from the same function. */
+void secmem_i_stack_scrub(void);
+
 /* ---- coffer.c ------------------------------------------------------------ */
 
 #define SECMEM_I_KEY_LEN 32
-#define SECMEM_I_SCRATCH_LEN 64
+#define SECMEM_I_SCRATCH_LEN 128 /* key(32) | subkey(32) | keystream block 0 (64) */
 
 /* Rebuild the enclave key into out (guarded scratch) and report the key's
  * epoch (which changes when a purge replaces the key). Re-keys first when
@@ -163,6 +170,9 @@ uint64_t secmem_i_coffer_epoch(void);
 /* Replace the key with a fresh random one (purge). */
 void secmem_i_coffer_reset(void);
 uint64_t secmem_i_coffer_rekeys(void);
+/* Copy the two halves out (for the coffer's own tests only). */
+int secmem_i_coffer_snapshot(unsigned char left[SECMEM_I_KEY_LEN],
+                             unsigned char right[SECMEM_I_KEY_LEN]);
 void secmem_i_coffer_init(void);
 void secmem_i_coffer_fork_prepare(void);
 void secmem_i_coffer_fork_parent(void);

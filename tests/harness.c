@@ -162,6 +162,22 @@ long status_vmlck_kb(void) {
   return kb;
 }
 
+long status_threads(void) {
+  FILE *f = fopen("/proc/self/status", "r");
+  if (f == NULL) {
+    return -1;
+  }
+  char line[256];
+  long n = -1;
+  while (fgets(line, sizeof(line), f) != NULL) {
+    if (sscanf(line, "Threads: %ld", &n) == 1) {
+      break;
+    }
+  }
+  fclose(f);
+  return n;
+}
+
 unsigned char gen_byte(unsigned seed, size_t i) {
   uint32_t x = (uint32_t)(seed * 2654435761u) ^ (uint32_t)(i * 40503u + 0x9e37u);
   x ^= x >> 13;
@@ -176,11 +192,38 @@ void gen_fill(unsigned char *dst, size_t len, unsigned seed) {
   }
 }
 
-static size_t scan_pid(pid_t pid, unsigned seed, size_t len) {
+#define MAX_HIDDEN 64
+static struct {
+  uintptr_t lo, hi;
+} hidden[MAX_HIDDEN];
+static size_t nhidden;
+
+void *harness_hidden_alloc(size_t len) {
+  void *p = mmap(NULL, len, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+  if (p == MAP_FAILED || nhidden == MAX_HIDDEN) {
+    abort();
+  }
+  hidden[nhidden].lo = (uintptr_t)p;
+  hidden[nhidden].hi = (uintptr_t)p + len;
+  nhidden++;
+  return p;
+}
+
+static bool is_hidden(unsigned long lo, unsigned long hi) {
+  for (size_t i = 0; i < nhidden; i++) {
+    if (lo < hidden[i].hi && hi > hidden[i].lo) {
+      return true;
+    }
+  }
+  return false;
+}
+
+/* needle != NULL: look for its bytes; else for gen_byte(seed, 0..len-1). */
+static size_t scan_pid_matching(pid_t pid, const unsigned char *needle, unsigned seed, size_t len) {
   const size_t chunk = 1 << 20;
   unsigned char *buf = mmap(NULL, chunk + len, PROT_READ | PROT_WRITE,
                             MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
-  if (buf == MAP_FAILED) {
+  if (buf == MAP_FAILED || len == 0) {
     return (size_t)-1;
   }
   char path[64];
@@ -189,8 +232,9 @@ static size_t scan_pid(pid_t pid, unsigned seed, size_t len) {
   snprintf(path, sizeof(path), "/proc/%d/maps", (int)pid);
   FILE *maps = fopen(path, "r");
   size_t hits = 0;
-  unsigned char first = gen_byte(seed, 0);
+  unsigned char first = needle != NULL ? needle[0] : gen_byte(seed, 0);
   char line[512];
+  bool self = pid == getpid();
   while (maps != NULL && mem >= 0 && fgets(line, sizeof(line), maps) != NULL) {
     unsigned long lo, hi;
     if (sscanf(line, "%lx-%lx", &lo, &hi) != 2) {
@@ -200,7 +244,8 @@ static size_t scan_pid(pid_t pid, unsigned seed, size_t len) {
      * mapping over 4 GiB (no secret under test is that large). */
     if (hi - lo > (4ul << 30) || strstr(line, "[vvar]") != NULL ||
         strstr(line, "[vsyscall]") != NULL ||
-        (pid == getpid() && lo >= (uintptr_t)buf && lo < (uintptr_t)buf + chunk + len)) {
+        (self && lo < (uintptr_t)buf + chunk + len && hi > (uintptr_t)buf) ||
+        (self && is_hidden(lo, hi))) {
       continue;
     }
     for (unsigned long off = lo; off < hi; off += chunk) {
@@ -218,11 +263,20 @@ static size_t scan_pid(pid_t pid, unsigned seed, size_t len) {
           continue;
         }
         size_t k = 1;
-        while (k < len && buf[j + k] == gen_byte(seed, k)) {
-          k++;
+        if (needle != NULL) {
+          while (k < len && buf[j + k] == needle[k]) {
+            k++;
+          }
+        } else {
+          while (k < len && buf[j + k] == gen_byte(seed, k)) {
+            k++;
+          }
         }
         if (k == len) {
           hits++;
+          if (getenv("HARNESS_SCAN_DEBUG") != NULL) {
+            fprintf(stderr, "scan hit at %#lx in %s", off + j, line);
+          }
         }
       }
     }
@@ -236,6 +290,14 @@ static size_t scan_pid(pid_t pid, unsigned seed, size_t len) {
   explicit_bzero(buf, chunk + len);
   munmap(buf, chunk + len);
   return hits;
+}
+
+static size_t scan_pid(pid_t pid, unsigned seed, size_t len) {
+  return scan_pid_matching(pid, NULL, seed, len);
+}
+
+size_t scan_self_for_bytes(const void *needle, size_t len) {
+  return scan_pid_matching(getpid(), needle, 0, len);
 }
 
 size_t scan_self_for_generated(unsigned seed, size_t len) { return scan_pid(getpid(), seed, len); }

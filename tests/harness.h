@@ -53,6 +53,9 @@ bool smaps_lookup(const void *addr, struct smaps_info *out);
 /* VmLck of this process in KiB, or -1. */
 long status_vmlck_kb(void);
 
+/* Threads of this process (from /proc/self/status), or -1. */
+long status_threads(void);
+
 /* Deterministic secret bytes: byte i of secret `seed`. Compute them, never
  * store the whole sequence outside the memory under test. */
 unsigned char gen_byte(unsigned seed, size_t i);
@@ -62,6 +65,14 @@ void gen_fill(unsigned char *dst, size_t len, unsigned seed);
  * process's memory, read through /proc/self/mem (which also reads no-access
  * pages). The scan's own buffer is excluded. */
 size_t scan_self_for_generated(unsigned seed, size_t len);
+
+/* Memory the scans never read: for needles (such as a key the test rebuilt
+ * to look for) that must not count as hits themselves. Never freed. */
+void *harness_hidden_alloc(size_t len);
+
+/* Count occurrences of len bytes at needle (which should live in hidden
+ * memory) in this process's memory, hidden memory excluded. */
+size_t scan_self_for_bytes(const void *needle, size_t len);
 
 /* The same scan of another (stopped) process's memory. */
 size_t scan_pid_for_generated(pid_t pid, unsigned seed, size_t len);
