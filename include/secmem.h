@@ -311,7 +311,10 @@ SECMEM_API SECMEM_MUST_CHECK int secmem_stream_write(secmem_stream *s, void *src
 
 /* secmem_stream_read moves up to out_len bytes from the front of the stream
  * into out and stores the count in *out_read (0 at the end of the stream).
- * A partly read chunk is sealed again. Returns 0 or -1. */
+ * A partly read chunk is sealed again. Returns 0 or -1. Like read(2), when a
+ * chunk cannot be opened after some bytes were moved, those bytes are
+ * reported with 0 and the failing chunk stays first, failing the next call
+ * (-1, EBADMSG); nothing is ever lost or read twice. */
 SECMEM_API SECMEM_MUST_CHECK int secmem_stream_read(secmem_stream *s, void *out, size_t out_len,
                                                     size_t *out_read);
 
@@ -345,7 +348,9 @@ SECMEM_API void secmem_stream_free(secmem_stream *s);
 
 /* secmem_malloc returns len bytes of zeroed secure memory, 16-byte aligned,
  * or NULL with errno (ENOMEM, with a message naming the heap limit or
- * RLIMIT_MEMLOCK). len 0 returns a valid, unique 16-byte slot. */
+ * RLIMIT_MEMLOCK). The bytes after len up to the end of the slot hold a
+ * canary: writing even one byte past len is caught at free and by
+ * secmem_heap_check. len 0 returns a unique pointer to no usable bytes. */
 SECMEM_API SECMEM_MUST_CHECK void *secmem_malloc(size_t len);
 
 /* secmem_calloc is secmem_malloc(n * len) with the multiplication checked

@@ -14,12 +14,16 @@
  *
  * The halves are guarded allocations like any buffer (locked, dump-excluded,
  * memfd_secret when chosen), inherited by forked children (re-locked or
- * privatised by guarded.c). Readers share a rwlock; re-keying takes it
- * exclusively, on access when the interval has passed (trylock: never
- * blocking a reader on it) or from a timer thread the program started.
+ * privatised by guarded.c). Readers take no lock: the halves sit behind a
+ * sequence counter (a seqlock), odd while a writer changes them, and a
+ * reader copies both halves into its guarded scratch and retries if the
+ * counter moved. Writers (re-key, reset) serialise on one mutex; re-keying
+ * happens on access when the interval has passed (trylock: never waiting)
+ * or from a timer thread the program started.
  */
 #include <errno.h>
 #include <pthread.h>
+#include <sched.h>
 #include <stdio.h>
 #include <string.h>
 #include <time.h>
@@ -30,7 +34,8 @@
 
 #define HALF_LEN SECMEM_I_KEY_LEN
 
-static pthread_rwlock_t g_rw = PTHREAD_RWLOCK_INITIALIZER;
+static pthread_mutex_t g_write = PTHREAD_MUTEX_INITIALIZER; /* writers of the halves */
+static _Atomic uint64_t g_seq;                                 /* odd while they change */
 static pthread_mutex_t g_create = PTHREAD_MUTEX_INITIALIZER;
 static struct secmem_buf *_Atomic g_left;
 static struct secmem_buf *g_right;
@@ -75,7 +80,8 @@ static int coffer_create(void) {
   if (atomic_load(&g_left) == NULL) {
     struct secmem_buf *l = secmem_i_guarded_new(HALF_LEN, SECMEM_I_KIND_INTERNAL, NULL);
     struct secmem_buf *r = l != NULL ? secmem_i_guarded_new(HALF_LEN, SECMEM_I_KIND_INTERNAL, NULL) : NULL;
-    struct secmem_buf *w = r != NULL ? secmem_i_guarded_new(3 * HALF_LEN, SECMEM_I_KIND_INTERNAL, NULL) : NULL;
+    struct secmem_buf *w =
+        r != NULL ? secmem_i_guarded_new(3 * HALF_LEN, SECMEM_I_KIND_INTERNAL, NULL) : NULL;
     if (w == NULL) {
       int err = errno;
       char msg[600];
@@ -100,19 +106,54 @@ static int coffer_create(void) {
   return rc;
 }
 
-/* Re-key under the write lock. */
-static void rekey_locked(void) {
-  struct secmem_buf *left = atomic_load(&g_left);
-  unsigned char *fresh = g_work->data;
-  unsigned char *h_old = fresh + HALF_LEN;
-  unsigned char *h_new = fresh + 2 * HALF_LEN;
-  randombytes_buf(fresh, HALF_LEN);
-  hash_half(h_old, left->data);
-  hash_half(h_new, fresh);
-  for (size_t i = 0; i < HALF_LEN; i++) {
-    g_right->data[i] ^= (unsigned char)(h_old[i] ^ h_new[i]);
+/* The halves are read and written as 64-bit atomics (relaxed): a reader
+ * racing a writer sees a mix, which the sequence counter makes it discard. */
+#define HALF_WORDS (HALF_LEN / 8)
+
+static _Atomic uint64_t *words(struct secmem_buf *b) { return (_Atomic uint64_t *)(void *)b->data; }
+
+static void half_load(unsigned char *out, struct secmem_buf *b) {
+  for (size_t i = 0; i < HALF_WORDS; i++) {
+    uint64_t w = atomic_load_explicit(&words(b)[i], memory_order_relaxed);
+    memcpy(out + 8 * i, &w, 8);
   }
-  memcpy(left->data, fresh, HALF_LEN);
+}
+
+static void half_store(struct secmem_buf *b, const unsigned char *in) {
+  for (size_t i = 0; i < HALF_WORDS; i++) {
+    uint64_t w;
+    memcpy(&w, in + 8 * i, 8);
+    atomic_store_explicit(&words(b)[i], w, memory_order_relaxed);
+  }
+}
+
+/* Replace both halves (g_write held). work: 2 * HALF_LEN bytes. */
+static void halves_publish(const unsigned char *left, const unsigned char *right) {
+  uint64_t seq = atomic_load_explicit(&g_seq, memory_order_relaxed);
+  atomic_store_explicit(&g_seq, seq + 1, memory_order_relaxed);
+  atomic_thread_fence(memory_order_release);
+  half_store(atomic_load(&g_left), left);
+  half_store(g_right, right);
+  atomic_store_explicit(&g_seq, seq + 2, memory_order_release);
+}
+
+/* Re-key (g_write held): left' random, right' = right ^ H(left) ^ H(left'). */
+static void rekey_locked(void) {
+  unsigned char *fresh = g_work->data;
+  unsigned char *right = fresh + HALF_LEN;
+  unsigned char *h = fresh + 2 * HALF_LEN;
+  randombytes_buf(fresh, HALF_LEN);
+  half_load(right, g_right);
+  half_load(h, atomic_load(&g_left));
+  hash_half(h, h);
+  for (size_t i = 0; i < HALF_LEN; i++) {
+    right[i] ^= h[i];
+  }
+  hash_half(h, fresh);
+  for (size_t i = 0; i < HALF_LEN; i++) {
+    right[i] ^= h[i];
+  }
+  halves_publish(fresh, right);
   secmem_wipe(fresh, 3 * HALF_LEN);
   secmem_i_stack_scrub();
   atomic_store(&g_last_rekey_ms, now_ms());
@@ -156,24 +197,43 @@ int secmem_i_coffer_key(unsigned char out[SECMEM_I_KEY_LEN], uint64_t *out_epoch
   if (coffer_create() != 0) {
     return -1;
   }
+  unsigned char *work = secmem_i_coffer_scratch();
+  if (work == NULL) {
+    return -1;
+  }
+  work += SECMEM_I_SCRATCH_LEN - 2 * HALF_LEN; /* copies of left and right */
   maybe_restart_timer();
   uint64_t interval = atomic_load_explicit(&g_interval_ms, memory_order_relaxed);
   if (interval > 0 && now_ms() - atomic_load(&g_last_rekey_ms) >= interval &&
-      pthread_rwlock_trywrlock(&g_rw) == 0) {
+      pthread_mutex_trylock(&g_write) == 0) {
     if (now_ms() - atomic_load(&g_last_rekey_ms) >= interval) {
       rekey_locked();
     }
-    pthread_rwlock_unlock(&g_rw);
+    pthread_mutex_unlock(&g_write);
   }
-  pthread_rwlock_rdlock(&g_rw);
-  hash_half(out, atomic_load(&g_left)->data);
+  uint64_t epoch;
+  for (;;) {
+    uint64_t seq = atomic_load_explicit(&g_seq, memory_order_acquire);
+    if (seq & 1) {
+      sched_yield();
+      continue;
+    }
+    epoch = atomic_load_explicit(&g_epoch, memory_order_relaxed);
+    half_load(work, atomic_load(&g_left));
+    half_load(work + HALF_LEN, g_right);
+    atomic_thread_fence(memory_order_acquire);
+    if (atomic_load_explicit(&g_seq, memory_order_relaxed) == seq) {
+      break;
+    }
+  }
+  hash_half(out, work);
   for (size_t i = 0; i < HALF_LEN; i++) {
-    out[i] ^= g_right->data[i];
+    out[i] ^= work[HALF_LEN + i];
   }
+  secmem_wipe(work, 2 * HALF_LEN);
   if (out_epoch != NULL) {
-    *out_epoch = atomic_load(&g_epoch);
+    *out_epoch = epoch;
   }
-  pthread_rwlock_unlock(&g_rw);
   secmem_i_stack_scrub();
   return 0;
 }
@@ -185,12 +245,19 @@ void secmem_i_coffer_reset(void) {
     atomic_fetch_add(&g_epoch, 1);
     return;
   }
-  pthread_rwlock_wrlock(&g_rw);
-  randombytes_buf(atomic_load(&g_left)->data, HALF_LEN);
-  randombytes_buf(g_right->data, HALF_LEN);
-  atomic_fetch_add(&g_epoch, 1);
+  pthread_mutex_lock(&g_write);
+  unsigned char *fresh = g_work->data;
+  randombytes_buf(fresh, 2 * HALF_LEN);
+  uint64_t seq = atomic_load_explicit(&g_seq, memory_order_relaxed);
+  atomic_store_explicit(&g_seq, seq + 1, memory_order_relaxed);
+  atomic_thread_fence(memory_order_release);
+  half_store(atomic_load(&g_left), fresh);
+  half_store(g_right, fresh + HALF_LEN);
+  atomic_fetch_add(&g_epoch, 1); /* inside the write: readers see key and epoch together */
+  atomic_store_explicit(&g_seq, seq + 2, memory_order_release);
+  secmem_wipe(fresh, 2 * HALF_LEN);
   atomic_store(&g_last_rekey_ms, now_ms());
-  pthread_rwlock_unlock(&g_rw);
+  pthread_mutex_unlock(&g_write);
 }
 
 uint64_t secmem_i_coffer_rekeys(void) { return atomic_load(&g_rekeys); }
@@ -200,10 +267,10 @@ int secmem_i_coffer_snapshot(unsigned char left[SECMEM_I_KEY_LEN],
   if (coffer_create() != 0) {
     return -1;
   }
-  pthread_rwlock_rdlock(&g_rw);
-  memcpy(left, atomic_load(&g_left)->data, HALF_LEN);
-  memcpy(right, g_right->data, HALF_LEN);
-  pthread_rwlock_unlock(&g_rw);
+  pthread_mutex_lock(&g_write);
+  half_load(left, atomic_load(&g_left));
+  half_load(right, g_right);
+  pthread_mutex_unlock(&g_write);
   return 0;
 }
 
@@ -215,9 +282,9 @@ int secmem_rekey(void) {
   if (secmem_i_ensure_init() != 0 || coffer_create() != 0) {
     return -1;
   }
-  pthread_rwlock_wrlock(&g_rw);
+  pthread_mutex_lock(&g_write);
   rekey_locked();
-  pthread_rwlock_unlock(&g_rw);
+  pthread_mutex_unlock(&g_write);
   return 0;
 }
 
@@ -240,9 +307,9 @@ static void *timer_main(void *arg) {
       break;
     }
     pthread_mutex_unlock(&g_timer_mu);
-    pthread_rwlock_wrlock(&g_rw);
+    pthread_mutex_lock(&g_write);
     rekey_locked();
-    pthread_rwlock_unlock(&g_rw);
+    pthread_mutex_unlock(&g_write);
     pthread_mutex_lock(&g_timer_mu);
   }
   pthread_mutex_unlock(&g_timer_mu);
@@ -312,21 +379,23 @@ void secmem_rekey_stop(void) {
 void secmem_i_coffer_fork_prepare(void) {
   pthread_mutex_lock(&g_create);
   pthread_mutex_lock(&g_timer_mu);
-  pthread_rwlock_wrlock(&g_rw);
+  pthread_mutex_lock(&g_write); /* no half-written halves cross the fork */
 }
 
 void secmem_i_coffer_fork_parent(void) {
-  pthread_rwlock_unlock(&g_rw);
+  pthread_mutex_unlock(&g_write);
   pthread_mutex_unlock(&g_timer_mu);
   pthread_mutex_unlock(&g_create);
 }
 
 void secmem_i_coffer_fork_child(void) {
-  /* The timer thread did not come along; restart it at first use. */
+  /* The child's one thread is the one that took these in prepare. The timer
+   * thread did not come along (its wait on the condition variable went with
+   * it, so that is made anew); restart it at first use. */
   bool was_running = g_timer_running;
-  pthread_rwlock_init(&g_rw, NULL);
-  pthread_mutex_init(&g_timer_mu, NULL);
-  pthread_mutex_init(&g_create, NULL);
+  pthread_mutex_unlock(&g_write);
+  pthread_mutex_unlock(&g_timer_mu);
+  pthread_mutex_unlock(&g_create);
   pthread_condattr_t a = monotonic_attr();
   pthread_cond_init(&g_timer_cv, &a);
   pthread_condattr_destroy(&a);

@@ -438,7 +438,9 @@ struct secmem_buf *secmem_i_guarded_new(size_t len, int kind, const void *site) 
   }
   atomic_store(&b->state, SECMEM_I_RW);
   atomic_store(&g_live, b); /* publish only a complete handle */
-  g_buffers_live++;
+  if (kind == SECMEM_I_KIND_BUF) {
+    g_buffers_live++;
+  }
   unlock();
   return b;
 }
@@ -453,7 +455,9 @@ static void live_unlink(struct secmem_buf *b) {
     b->next->prev = b->prev;
   }
   /* b->next is left intact so an emergency walk standing on b can go on. */
-  g_buffers_live--;
+  if (b->kind == SECMEM_I_KIND_BUF) {
+    g_buffers_live--;
+  }
 }
 
 /* Make the inner pages writable, verify the canary and wipe them. Returns
@@ -633,14 +637,15 @@ void secmem_i_guarded_backing_set(int backing) { atomic_store(&g_backing, backin
 
 int secmem_i_guarded_backing_get(void) { return atomic_load(&g_backing); }
 
-void secmem_i_guarded_wipe(struct secmem_buf *b) {
+void secmem_i_guarded_wipe(struct secmem_buf *b, size_t len) {
   lock();
   int state = atomic_load(&b->state);
+  len = len < b->len ? len : b->len;
   if (state == SECMEM_I_RW) {
-    secmem_wipe(b->data, b->len);
+    secmem_wipe(b->data, len);
   } else if (state == SECMEM_I_RO || state == SECMEM_I_NOACCESS) {
     if (secmem_i_page_protect(b->inner, b->inner_len, SECMEM_I_PROT_RW) == 0) {
-      secmem_wipe(b->data, b->len);
+      secmem_wipe(b->data, len);
       (void)secmem_i_page_protect(b->inner, b->inner_len, prot_of(state));
     } else {
       (void)secmem_i_page_discard(b->inner, b->inner_len); /* contents gone either way */
@@ -709,8 +714,7 @@ void secmem_i_guarded_fork_child(void) {
     secmem_i_page_signal_fd(g_fork_pipe[1]);
   }
   g_fork_pipe[0] = g_fork_pipe[1] = -1;
-  pthread_mutex_init(&g_lock, NULL);
-  atomic_store(&g_owner, 0);
+  unlock(); /* taken in prepare by this very thread */
 }
 
 /* ---- the emergency path ------------------------------------------------- */

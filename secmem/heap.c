@@ -10,7 +10,9 @@
  *
  * Every canary is written when the arena is made and never changes, so an
  * overflow from slot i (into canary i+1) and an underflow into canary i are
- * both caught on free and by secmem_heap_check. Slot data is 16-byte
+ * both caught on free and by secmem_heap_check. The unused tail of a slot
+ * (a 60-byte request in a 64-byte slot) is filled with the canary pattern
+ * too, so an overflow by even one byte is caught. Slot data is 16-byte
  * aligned, zero when handed out (arenas start zeroed; free wipes).
  *
  * Bookkeeping (bitmaps, the sorted arena table, large allocations) lives in
@@ -40,6 +42,7 @@ struct arena {
   size_t nslots, used;
   size_t hint; /* bitmap word to search first */
   uint64_t *bitmap;
+  uint16_t *lens; /* requested length of each used slot */
   struct arena *next; /* in its class */
 };
 
@@ -48,6 +51,7 @@ static struct arena *g_classes[NUM_CLASSES];
 static struct arena **g_sorted; /* by start address, for lookups */
 static size_t g_narenas, g_sorted_cap;
 static struct secmem_buf **g_large;
+static size_t *g_large_len; /* requested lengths, parallel to g_large */
 static size_t g_nlarge, g_large_cap;
 static size_t g_limit, g_bytes_held, g_bytes_in_use, g_peak, g_slots_in_use;
 static unsigned char g_canary[SECMEM_CANARY_LEN];
@@ -71,6 +75,22 @@ static unsigned char *slot_data(const struct arena *a, size_t i) {
 
 static bool canary_ok(const unsigned char *c) {
   return sodium_memcmp(c, g_canary, SECMEM_CANARY_LEN) == 0;
+}
+
+/* The tail of an allocation, after the requested bytes, holds the canary
+ * pattern (indexed from the tail's start). */
+static void tail_fill(unsigned char *p, size_t n) {
+  for (size_t i = 0; i < n; i++) {
+    p[i] = g_canary[i % SECMEM_CANARY_LEN];
+  }
+}
+
+static bool tail_ok(const unsigned char *p, size_t n) {
+  unsigned char diff = 0;
+  for (size_t i = 0; i < n; i++) {
+    diff |= (unsigned char)(p[i] ^ g_canary[i % SECMEM_CANARY_LEN]);
+  }
+  return diff == 0;
 }
 
 static SECMEM_I_NORETURN void slot_fatal(const struct arena *a, const char *who) {
@@ -154,6 +174,11 @@ static struct arena *arena_new(size_t cls) {
   a->stride = a->slot_len + SECMEM_CANARY_LEN;
   a->nslots = (arena_data_len() - SECMEM_CANARY_LEN) / a->stride;
   a->bitmap = calloc((a->nslots + 63) / 64, sizeof(uint64_t));
+  a->lens = calloc(a->nslots, sizeof(uint16_t));
+  if (a->lens == NULL) {
+    free(a->bitmap);
+    a->bitmap = NULL;
+  }
   a->region = a->bitmap != NULL
                   ? secmem_i_guarded_new(arena_data_len(), SECMEM_I_KIND_INTERNAL, NULL)
                   : NULL;
@@ -162,6 +187,7 @@ static struct arena *arena_new(size_t cls) {
     char why[400];
     snprintf(why, sizeof(why), "%s", a->bitmap == NULL ? "out of memory" : secmem_last_error());
     free(a->bitmap);
+    free(a->lens);
     free(a);
     secmem_i_fail(err, "secure heap: cannot map an arena: %s", why);
     return NULL;
@@ -170,6 +196,7 @@ static struct arena *arena_new(size_t cls) {
   if (sorted_insert(a) != 0) {
     secmem_i_guarded_destroy(a->region, "secmem_malloc");
     free(a->bitmap);
+    free(a->lens);
     free(a);
     secmem_i_fail(ENOMEM, "secure heap: out of memory for bookkeeping");
     return NULL;
@@ -193,11 +220,12 @@ static void arena_release(struct arena *a) {
   secmem_i_guarded_destroy(a->region, "secure heap"); /* wipes, checks, releases */
   g_bytes_held -= SECMEM_HEAP_ARENA_LEN;
   free(a->bitmap);
+  free(a->lens);
   free(a);
 }
 
-/* Take a free slot; the arena has one. */
-static void *slot_take(struct arena *a) {
+/* Take a free slot for len bytes; the arena has one. */
+static void *slot_take(struct arena *a, size_t len) {
   size_t words = (a->nslots + 63) / 64;
   for (size_t n = 0; n < words; n++) {
     size_t w = (a->hint + n) % words;
@@ -210,7 +238,10 @@ static void *slot_take(struct arena *a) {
       a->bitmap[w] |= (uint64_t)1 << bit;
       a->hint = w;
       a->used++;
-      return slot_data(a, w * 64 + bit);
+      size_t i = w * 64 + bit;
+      a->lens[i] = (uint16_t)len;
+      tail_fill(slot_data(a, i) + len, a->slot_len - len);
+      return slot_data(a, i);
     }
   }
   return NULL; /* not reached: callers check a->used < a->nslots */
@@ -228,11 +259,15 @@ static void *large_new(size_t len) {
   if (g_nlarge == g_large_cap) {
     size_t cap = g_large_cap != 0 ? 2 * g_large_cap : 16;
     struct secmem_buf **n = realloc(g_large, cap * sizeof(*n));
-    if (n == NULL) {
+    if (n != NULL) {
+      g_large = n;
+    }
+    size_t *nl = n != NULL ? realloc(g_large_len, cap * sizeof(*nl)) : NULL;
+    if (nl == NULL) {
       secmem_i_fail(ENOMEM, "secure heap: out of memory for bookkeeping");
       return NULL;
     }
-    g_large = n;
+    g_large_len = nl;
     g_large_cap = cap;
   }
   /* Round the length up to 16 so the end-aligned data is 16-byte aligned. */
@@ -241,6 +276,8 @@ static void *large_new(size_t len) {
   if (b == NULL) {
     return NULL;
   }
+  tail_fill(b->data + len, aligned - len);
+  g_large_len[g_nlarge] = len;
   g_large[g_nlarge++] = b;
   g_bytes_held += b->inner_len;
   g_bytes_in_use += b->len;
@@ -251,7 +288,16 @@ static bool large_free(void *p) {
   for (size_t i = 0; i < g_nlarge; i++) {
     struct secmem_buf *b = g_large[i];
     if (b->data == p) {
+      if (!tail_ok(b->data + g_large_len[i], b->len - g_large_len[i])) {
+        char msg[160];
+        snprintf(msg, sizeof(msg),
+                 "secmem_free: canary after a %zu-byte heap allocation overwritten (heap "
+                 "overflow)",
+                 g_large_len[i]);
+        secmem_i_fatal(msg);
+      }
       g_large[i] = g_large[--g_nlarge];
+      g_large_len[i] = g_large_len[g_nlarge];
       g_bytes_held -= b->inner_len;
       g_bytes_in_use -= b->len;
       secmem_i_guarded_destroy(b, "secmem_free"); /* wipes and checks its canary */
@@ -293,7 +339,7 @@ void *secmem_malloc(size_t len) {
       g_classes[cls] = a;
     }
     if (a != NULL) {
-      p = slot_take(a);
+      p = slot_take(a, len);
       g_bytes_in_use += a->slot_len;
     }
   }
@@ -329,7 +375,8 @@ void secmem_free(void *p) {
     }
     pthread_mutex_unlock(&g_lock);
     if (!found) {
-      secmem_i_fatal("secmem_free: pointer was not allocated by secmem_malloc");
+      secmem_i_fatal("secmem_free: pointer was not allocated by secmem_malloc, or was already "
+                     "freed");
     }
     return;
   }
@@ -342,7 +389,8 @@ void secmem_free(void *p) {
   if ((a->bitmap[i / 64] & bit) == 0) {
     secmem_i_fatal("secmem_free: slot is not allocated (double free)");
   }
-  if (!canary_ok(u - SECMEM_CANARY_LEN) || !canary_ok(u + a->slot_len)) {
+  if (!canary_ok(u - SECMEM_CANARY_LEN) || !canary_ok(u + a->slot_len) ||
+      !tail_ok(u + a->lens[i], a->slot_len - a->lens[i])) {
     slot_fatal(a, "secmem_free");
   }
   secmem_wipe(u, a->slot_len);
@@ -371,10 +419,18 @@ int secmem_heap_check(void) {
       if (!canary_ok(a->start + i * a->stride)) {
         slot_fatal(a, "secmem_heap_check");
       }
+      if (i < a->nslots && (a->bitmap[i / 64] & ((uint64_t)1 << (i % 64))) &&
+          !tail_ok(slot_data(a, i) + a->lens[i], a->slot_len - a->lens[i])) {
+        slot_fatal(a, "secmem_heap_check");
+      }
     }
   }
   for (size_t i = 0; i < g_nlarge; i++) {
     (void)secmem_i_guarded_check(g_large[i], "secmem_heap_check");
+    if (!tail_ok(g_large[i]->data + g_large_len[i], g_large[i]->len - g_large_len[i])) {
+      secmem_i_fatal("secmem_heap_check: canary after a large heap allocation overwritten (heap "
+                     "overflow)");
+    }
   }
   pthread_mutex_unlock(&g_lock);
   return 0;
@@ -410,12 +466,12 @@ void secmem_i_heap_wipe_all(void) {
     struct arena *a = g_sorted[k];
     for (size_t i = 0; i < a->nslots; i++) {
       if (a->bitmap[i / 64] & ((uint64_t)1 << (i % 64))) {
-        secmem_wipe(slot_data(a, i), a->slot_len);
+        secmem_wipe(slot_data(a, i), a->lens[i]); /* the tail's canary stays */
       }
     }
   }
   for (size_t i = 0; i < g_nlarge; i++) {
-    secmem_i_guarded_wipe(g_large[i]);
+    secmem_i_guarded_wipe(g_large[i], g_large_len[i]);
   }
   pthread_mutex_unlock(&g_lock);
 }
@@ -424,4 +480,4 @@ void secmem_i_heap_fork_prepare(void) { pthread_mutex_lock(&g_lock); }
 
 void secmem_i_heap_fork_parent(void) { pthread_mutex_unlock(&g_lock); }
 
-void secmem_i_heap_fork_child(void) { pthread_mutex_init(&g_lock, NULL); }
+void secmem_i_heap_fork_child(void) { pthread_mutex_unlock(&g_lock); }

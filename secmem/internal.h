@@ -133,9 +133,9 @@ void secmem_i_guarded_policy_set(int policy);
 int secmem_i_guarded_policy_get(void);
 void secmem_i_guarded_backing_set(int backing);
 int secmem_i_guarded_backing_get(void);
-/* Wipe the data of a live allocation in place, whatever its state (the
- * state is kept). Used by the heap's purge. */
-void secmem_i_guarded_wipe(struct secmem_buf *b);
+/* Wipe the first len data bytes of a live allocation in place, whatever its
+ * state (the state is kept). Used by the heap's purge. */
+void secmem_i_guarded_wipe(struct secmem_buf *b, size_t len);
 /* Fork handlers: hold the lock across fork, then re-lock pages in the child. */
 void secmem_i_guarded_fork_prepare(void);
 void secmem_i_guarded_fork_parent(void);

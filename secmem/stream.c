@@ -162,7 +162,9 @@ int secmem_stream_read(secmem_stream *s, void *out, size_t out_len, size_t *out_
     s->head->e = rest;
   }
   pthread_mutex_unlock(&s->mu);
-  return rc;
+  /* Like read(2): bytes already moved are reported as a success, and the
+   * chunk that failed stays at the front to fail the next call. */
+  return *out_read > 0 ? 0 : rc;
 }
 
 secmem_buf *secmem_stream_next(secmem_stream *s) {

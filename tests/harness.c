@@ -242,7 +242,14 @@ static size_t scan_pid_matching(pid_t pid, const unsigned char *needle, unsigned
     }
     /* Sanitizer shadow maps span terabytes of untouched pages: skip any
      * mapping over 4 GiB (no secret under test is that large). */
-    if (hi - lo > (4ul << 30) || strstr(line, "[vvar]") != NULL ||
+    /* ThreadSanitizer reserves tens of GiB as no-access mappings below that
+     * size: skip no-access mappings over 256 MiB too (ours are far smaller,
+     * and no-access ones are still read: purged and frozen-out secrets). */
+    char perms[5] = "";
+    unsigned long lo2, hi2;
+    (void)sscanf(line, "%lx-%lx %4s", &lo2, &hi2, perms);
+    if (hi - lo > (4ul << 30) || (strncmp(perms, "---", 3) == 0 && hi - lo > (256ul << 20)) ||
+        strstr(line, "[vvar]") != NULL ||
         strstr(line, "[vsyscall]") != NULL ||
         (self && lo < (uintptr_t)buf + chunk + len && hi > (uintptr_t)buf) ||
         (self && is_hidden(lo, hi))) {
