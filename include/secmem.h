@@ -90,13 +90,15 @@ SECMEM_API SECMEM_MUST_CHECK int secmem_set_mlock_policy(secmem_mlock_policy pol
 SECMEM_API secmem_mlock_policy secmem_get_mlock_policy(void);
 
 typedef enum secmem_backing {
-  /* Anonymous private pages, mlock'ed and MADV_DONTDUMP. The default. */
+  /* Anonymous private pages, mlock'ed and MADV_DONTDUMP. */
   SECMEM_BACKING_ANON = 0,
   /* memfd_secret pages: also removed from the kernel's direct map, so not
    * readable through /proc/PID/mem, ptrace or kernel bugs that read the
-   * direct map. Fails when the kernel does not offer it. */
+   * direct map. Fails when the kernel does not offer it. A forked child
+   * gets its own copy (the shared mapping never reaches it). */
   SECMEM_BACKING_SECRET = 1,
-  /* memfd_secret where the kernel offers it, anonymous pages otherwise. */
+  /* memfd_secret where the kernel offers it (and the mapping succeeds),
+   * anonymous pages otherwise. The default. */
   SECMEM_BACKING_AUTO = 2
 } secmem_backing;
 

@@ -73,7 +73,7 @@ static uint64_t g_serial;
 static size_t g_buffers_live, g_bytes_mapped, g_bytes_locked, g_bytes_unlocked,
     g_dontdump_failures, g_bytes_secret;
 static _Atomic int g_policy = SECMEM_MLOCK_REQUIRED;
-static _Atomic int g_backing = SECMEM_BACKING_ANON;
+static _Atomic int g_backing = SECMEM_BACKING_AUTO;
 static int g_fork_pipe[2] = {-1, -1};
 
 /* The canary is SECMEM_CANARY_LEN random bytes repeated from the start of

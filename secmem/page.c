@@ -217,6 +217,10 @@ int secmem_i_page_back_secret(void *p, size_t len) {
   int err = errno;
   close(fd);
   if (q == MAP_FAILED) {
+    /* A failed MAP_FIXED may already have unmapped the range (the kernel
+     * unmaps before it checks the lock limit): reserve it again, so the
+     * caller still owns the addresses it asked to back. */
+    (void)secmem_i_page_discard(p, len);
     errno = err;
     return -1;
   }

@@ -8,6 +8,7 @@
 #include <errno.h>
 #include <stdio.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <sys/syscall.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -18,7 +19,7 @@
 static bool available;
 
 static void test_choice_and_errors(void) {
-  CU_ASSERT_EQUAL(secmem_get_backing(), SECMEM_BACKING_ANON); /* the default */
+  CU_ASSERT_EQUAL(secmem_get_backing(), SECMEM_BACKING_AUTO); /* the default */
   errno = 0;
   CU_ASSERT_EQUAL(secmem_set_backing((secmem_backing)9), -1);
   CU_ASSERT_EQUAL(errno, EINVAL);
@@ -239,6 +240,72 @@ static void test_purge_drops_secret_pages(void) {
   CU_ASSERT_EQUAL(secmem_set_backing(SECMEM_BACKING_ANON), 0);
 }
 
+static void child_secret_memlock(void) {
+  /* memfd_secret pages count against RLIMIT_MEMLOCK like mlock'ed ones. */
+  if (drop_privileges() != 0) {
+    _exit(20);
+  }
+  /* 64 KiB more than the secrets this child inherited from the suite. */
+  size_t limit = (size_t)status_vmlck_kb() * 1024 + 64 * 1024;
+  struct rlimit rl = {limit, limit};
+  if (setrlimit(RLIMIT_MEMLOCK, &rl) != 0) {
+    _exit(21);
+  }
+  fprintf(stderr, "limit %zu KiB\n", limit / 1024);
+  if (secmem_set_backing(SECMEM_BACKING_SECRET) != 0) {
+    _exit(22);
+  }
+  secmem_buf *small = secmem_buf_new(100);
+  if (small == NULL) {
+    _exit(23);
+  }
+  errno = 0;
+  if (secmem_buf_new(256 * 1024) != NULL || errno != ENOMEM) {
+    _exit(24);
+  }
+  fprintf(stderr, "secret: %s\n", secmem_last_error());
+  /* AUTO falls back to anonymous pages, which cannot be locked either. */
+  if (secmem_set_backing(SECMEM_BACKING_AUTO) != 0) {
+    _exit(25);
+  }
+  errno = 0;
+  if (secmem_buf_new(256 * 1024) != NULL || errno != ENOMEM) {
+    _exit(26);
+  }
+  /* Best effort: anonymous and unlocked, counted. */
+  if (secmem_set_mlock_policy(SECMEM_MLOCK_BEST_EFFORT) != 0) {
+    _exit(27);
+  }
+  secmem_buf *big = secmem_buf_new(256 * 1024);
+  secmem_stats st;
+  if (big == NULL || secmem_get_stats(&st) != 0 || st.bytes_unlocked < 256 * 1024) {
+    _exit(28); /* a failed secret mapping must leave the range usable for the fallback */
+  }
+  if (secmem_buf_check(small) != 0) {
+    _exit(29);
+  }
+  _exit(0);
+}
+
+static void test_secret_pages_obey_memlock(void) {
+  if (!available) {
+    return;
+  }
+  struct death_result r;
+  death_run(child_secret_memlock, &r);
+  CU_ASSERT_FALSE(r.signalled);
+  CU_ASSERT_EQUAL(r.status, 0);
+  if (r.status != 0) {
+    fprintf(stderr, "\n  child status %d: %s\n", r.status, r.stderr);
+  }
+  CU_ASSERT_TRUE(stderr_has(&r, "secret: mlock failed"));
+  size_t kib = 0;
+  CU_ASSERT_EQUAL(sscanf(r.stderr, "limit %zu KiB", &kib), 1);
+  char want[64];
+  snprintf(want, sizeof(want), "RLIMIT_MEMLOCK is %zu KiB", kib);
+  CU_ASSERT_TRUE(stderr_has(&r, want));
+}
+
 int main(void) {
   available = secmem_secret_backing_available() == 1;
   if (!available) {
@@ -253,6 +320,7 @@ int main(void) {
       {"a forked child gets its own copy of secret pages", test_fork_privatises_secret_pages},
       {"control: a raw fork(2) would share them", test_control_raw_fork_shares},
       {"purge drops secret pages", test_purge_drops_secret_pages},
+      {"secret pages obey RLIMIT_MEMLOCK; AUTO falls back", test_secret_pages_obey_memlock},
   };
   return harness_main("backing", tests, sizeof(tests) / sizeof(tests[0]));
 }
