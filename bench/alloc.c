@@ -213,6 +213,9 @@ static void print_header(double seconds) {
   printf("bench_alloc %s: libsecmem %s vs libsodium %s, %s, median of %d rounds x %.2f s per "
          "case; ratio = secmem / libsodium ops/s\n\n",
          date, secmem_version(), sodium_version_string(), kernel, ROUNDS, seconds);
+  printf("secmem backing: %s\n\n", secmem_get_backing() == SECMEM_BACKING_ANON ? "anonymous pages"
+                                    : secmem_secret_backing_available() ? "memfd_secret (default AUTO)"
+                                                                        : "anonymous pages (AUTO, no memfd_secret)");
 }
 
 static void print_table(const struct bench_case *cases, size_t n) {
@@ -259,6 +262,12 @@ static int usage(const char *argv0, int status) {
 }
 
 int main(int argc, char **argv) {
+  /* SECMEM_BENCH_BACKING=anon measures anonymous pages instead of the default. */
+  const char *backing = getenv("SECMEM_BENCH_BACKING");
+  if (backing != NULL && strcmp(backing, "anon") == 0 &&
+      secmem_set_backing(SECMEM_BACKING_ANON) != 0) {
+    return 1;
+  }
   static const struct side secmem_alloc = {NULL, secmem_alloc_cycle, NULL};
   static const struct side sodium_alloc = {NULL, sodium_alloc_cycle, NULL};
   static const struct side secmem_protect = {secmem_protect_setup, secmem_protect_cycle,

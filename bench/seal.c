@@ -349,6 +349,9 @@ static void print_header(double seconds) {
          "case\n\n",
          date, secmem_version(), sodium_version_string(), OpenSSL_version(OPENSSL_VERSION),
          kernel, ROUNDS, seconds);
+  printf("secmem backing: %s\n\n", secmem_get_backing() == SECMEM_BACKING_ANON ? "anonymous pages"
+                                    : secmem_secret_backing_available() ? "memfd_secret (default AUTO)"
+                                                                        : "anonymous pages (AUTO, no memfd_secret)");
 }
 
 /* The target for a secmem way at a size, or NULL: with open_into a
@@ -429,6 +432,12 @@ static void openssl_secure_heap_init(void) {
 }
 
 int main(int argc, char **argv) {
+  /* SECMEM_BENCH_BACKING=anon measures anonymous pages instead of the default. */
+  const char *backing = getenv("SECMEM_BENCH_BACKING");
+  if (backing != NULL && strcmp(backing, "anon") == 0 &&
+      secmem_set_backing(SECMEM_BACKING_ANON) != 0) {
+    return 1;
+  }
   static const struct side raw = {"raw", raw_setup, raw_cycle, raw_teardown};
   static const struct side sm_open = {"enclave_new + enclave_open + buf_destroy + enclave_free",
                                       secmem_open_setup, secmem_open_cycle,

@@ -280,6 +280,12 @@ SECMEM_API void secmem_enclave_free(secmem_enclave *e);
  * have passed since the last re-key (default 500; 0 turns it off). */
 SECMEM_API void secmem_set_rekey_interval(uint64_t interval_ms);
 
+/* SECMEM_REKEY_INTERVAL_DEFAULT_MS is the on-access interval at start. */
+#define SECMEM_REKEY_INTERVAL_DEFAULT_MS 500
+
+/* secmem_get_rekey_interval returns the current on-access interval in ms. */
+SECMEM_API uint64_t secmem_get_rekey_interval(void);
+
 /* secmem_rekey re-keys now. Returns 0 or -1 (the key could not be created). */
 SECMEM_API SECMEM_MUST_CHECK int secmem_rekey(void);
 

@@ -41,7 +41,7 @@ static struct secmem_buf *_Atomic g_left;
 static struct secmem_buf *g_right;
 static struct secmem_buf *g_work; /* re-key scratch, used under the write lock */
 static _Atomic uint64_t g_epoch = 1;       /* changes when the key is replaced */
-static _Atomic uint64_t g_interval_ms = 500;
+static _Atomic uint64_t g_interval_ms = SECMEM_REKEY_INTERVAL_DEFAULT_MS;
 static _Atomic uint64_t g_last_rekey_ms;
 static _Atomic uint64_t g_rekeys;
 
@@ -277,6 +277,8 @@ int secmem_i_coffer_snapshot(unsigned char left[SECMEM_I_KEY_LEN],
 void secmem_set_rekey_interval(uint64_t interval_ms) {
   atomic_store(&g_interval_ms, interval_ms);
 }
+
+uint64_t secmem_get_rekey_interval(void) { return atomic_load(&g_interval_ms); }
 
 int secmem_rekey(void) {
   if (secmem_i_ensure_init() != 0 || coffer_create() != 0) {

@@ -43,8 +43,8 @@
 #define MAX_SLABS 4096u
 #define HANDLE_QUARANTINE 256u
 #define CACHE_SLOTS 32u
-#define CACHE_MAX_INNER (64u * 1024u)
-#define CACHE_MAX_BYTES (512u * 1024u)
+#define CACHE_MAX_INNER (260u * 1024u) /* 256 KiB of data plus its canary page */
+#define CACHE_MAX_BYTES (1024u * 1024u)
 
 struct cached_region {
   unsigned char *base;

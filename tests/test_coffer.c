@@ -31,6 +31,14 @@ static unsigned char *key_now(void) {
   return k;
 }
 
+static void test_documented_default_interval(void) {
+  CU_ASSERT_EQUAL(SECMEM_REKEY_INTERVAL_DEFAULT_MS, 500);
+  CU_ASSERT_EQUAL(secmem_get_rekey_interval(), SECMEM_REKEY_INTERVAL_DEFAULT_MS);
+  secmem_set_rekey_interval(7);
+  CU_ASSERT_EQUAL(secmem_get_rekey_interval(), 7);
+  secmem_set_rekey_interval(SECMEM_REKEY_INTERVAL_DEFAULT_MS);
+}
+
 static void test_rekey_keeps_value_changes_representation(void) {
   secmem_set_rekey_interval(0);
   unsigned char before[32], after[32], l0[32], r0[32], l1[32], r1[32];
@@ -276,6 +284,7 @@ int main(void) {
     return 2;
   }
   static const struct harness_test tests[] = {
+      {"the documented default interval", test_documented_default_interval},
       {"re-key keeps the value, changes both halves", test_rekey_keeps_value_changes_representation},
       {"the key is never stored whole", test_key_never_stored_whole},
       {"no key material left on thread stacks", test_no_key_material_on_stacks},
