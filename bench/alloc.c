@@ -28,25 +28,8 @@
 #include <secmem.h>
 #include <sodium.h>
 
-#define ROUNDS 3
-#define BATCH 16 /* cycles between two clock reads */
+#include "common.h"
 
-static void die(const char *what, const char *why) {
-  fprintf(stderr, "bench_alloc: %s failed: %s\n", what, why);
-  exit(1);
-}
-
-static void die_secmem(const char *what) { die(what, secmem_last_error()); }
-
-static void die_errno(const char *what) { die(what, strerror(errno)); }
-
-static double now_seconds(void) {
-  struct timespec ts;
-  if (clock_gettime(CLOCK_MONOTONIC, &ts) != 0) {
-    die_errno("clock_gettime(CLOCK_MONOTONIC)");
-  }
-  return (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9;
-}
 
 /* ---- the cycles ------------------------------------------------------------ */
 
@@ -141,82 +124,36 @@ struct bench_case {
   double sodium_ops[ROUNDS];
 };
 
+/* A side's cycle bound to its run, for timed_loop. */
+struct bound {
+  const struct side *side;
+  struct run *run;
+};
+
+static void bound_cycle(void *ctx) {
+  struct bound *b = ctx;
+  b->side->cycle(b->run);
+}
+
 /* measure runs side's cycle for about seconds and returns cycles per second. */
 static double measure(const struct side *s, size_t size, double seconds) {
   struct run r = {.size = size};
   if (s->setup != NULL) {
     s->setup(&r);
   }
-  unsigned long cycles = 0;
-  double start = now_seconds();
-  double elapsed;
-  do {
-    for (int i = 0; i < BATCH; i++) {
-      s->cycle(&r);
-    }
-    cycles += BATCH;
-    elapsed = now_seconds() - start;
-  } while (elapsed < seconds);
+  struct bound b = {s, &r};
+  double rate = timed_loop(bound_cycle, &b, seconds);
   if (s->teardown != NULL) {
     s->teardown(&r);
   }
-  return (double)cycles / elapsed;
+  return rate;
 }
 
-static double median3(const double v[ROUNDS]) {
-  double a = v[0], b = v[1], c = v[2];
-  if ((a <= b && b <= c) || (c <= b && b <= a)) {
-    return b;
-  }
-  if ((b <= a && a <= c) || (c <= a && a <= b)) {
-    return a;
-  }
-  return c;
-}
 
 /* ---- output ------------------------------------------------------------------ */
 
-/* format_count writes v rounded to an integer with thousands separators. */
-static void format_count(char *out, size_t out_len, double v) {
-  char digits[32];
-  snprintf(digits, sizeof(digits), "%.0f", v);
-  size_t n = strlen(digits), o = 0;
-  for (size_t i = 0; i < n && o + 2 < out_len; i++) {
-    if (i > 0 && (n - i) % 3 == 0) {
-      out[o++] = ',';
-    }
-    out[o++] = digits[i];
-  }
-  out[o] = '\0';
-}
 
-static void format_size(char *out, size_t out_len, size_t size) {
-  if (size >= 1024 && size % 1024 == 0) {
-    snprintf(out, out_len, "%zu KiB", size / 1024);
-  } else {
-    snprintf(out, out_len, "%zu B", size);
-  }
-}
 
-static void print_header(double seconds) {
-  char date[64] = "unknown date";
-  time_t t = time(NULL);
-  struct tm tm;
-  if (gmtime_r(&t, &tm) != NULL) {
-    strftime(date, sizeof(date), "%Y-%m-%d %H:%M UTC", &tm);
-  }
-  struct utsname u;
-  char kernel[3 * sizeof(u.release)] = "unknown kernel";
-  if (uname(&u) == 0) {
-    snprintf(kernel, sizeof(kernel), "%s %s %s", u.sysname, u.release, u.machine);
-  }
-  printf("bench_alloc %s: libsecmem %s vs libsodium %s, %s, median of %d rounds x %.2f s per "
-         "case; ratio = secmem / libsodium ops/s\n\n",
-         date, secmem_version(), sodium_version_string(), kernel, ROUNDS, seconds);
-  printf("secmem backing: %s\n\n", secmem_get_backing() == SECMEM_BACKING_ANON ? "anonymous pages"
-                                    : secmem_secret_backing_available() ? "memfd_secret (default AUTO)"
-                                                                        : "anonymous pages (AUTO, no memfd_secret)");
-}
 
 static void print_table(const struct bench_case *cases, size_t n) {
   printf("| operation | size | secmem ops/s | libsodium ops/s | ratio |\n");
@@ -262,6 +199,7 @@ static int usage(const char *argv0, int status) {
 }
 
 int main(int argc, char **argv) {
+  bench_set_name("bench_alloc");
   /* SECMEM_BENCH_BACKING=anon measures anonymous pages instead of the default. */
   const char *backing = getenv("SECMEM_BENCH_BACKING");
   if (backing != NULL && strcmp(backing, "anon") == 0 &&
@@ -325,7 +263,7 @@ int main(int argc, char **argv) {
     }
   }
 
-  print_header(seconds);
+  print_header("bench_alloc", NULL, seconds, "; ratio = secmem / libsodium ops/s");
   print_table(cases, ncases);
 
   secmem_stats st;

@@ -37,26 +37,11 @@
 #include <secmem.h>
 #include <sodium.h>
 
-#define ROUNDS 3
+#include "common.h"
+
 #define BATCH 16 /* cycles between two clock reads */
 #define MAX_SIDES 4
 
-static void die(const char *what, const char *why) {
-  fprintf(stderr, "bench_seal: %s failed: %s\n", what, why);
-  exit(1);
-}
-
-static void die_secmem(const char *what) { die(what, secmem_last_error()); }
-
-static void die_errno(const char *what) { die(what, strerror(errno)); }
-
-static double now_seconds(void) {
-  struct timespec ts;
-  if (clock_gettime(CLOCK_MONOTONIC, &ts) != 0) {
-    die_errno("clock_gettime(CLOCK_MONOTONIC)");
-  }
-  return (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9;
-}
 
 static void *must_malloc(size_t len) {
   void *p = malloc(len);
@@ -225,6 +210,17 @@ struct bench_case {
   double ops[MAX_SIDES][ROUNDS];
 };
 
+/* A side's cycle bound to its run, for timed_loop. */
+struct bound {
+  const struct side *side;
+  struct run *run;
+};
+
+static void bound_cycle(void *ctx) {
+  struct bound *b = ctx;
+  b->side->cycle(b->run);
+}
+
 /* measure runs side's cycle for about seconds and returns cycles per second. */
 static double measure(const struct side *s, size_t size, double seconds) {
   struct run r;
@@ -233,20 +229,12 @@ static double measure(const struct side *s, size_t size, double seconds) {
   if (s->setup != NULL) {
     s->setup(&r);
   }
-  unsigned long cycles = 0;
-  double start = now_seconds();
-  double elapsed;
-  do {
-    for (int i = 0; i < BATCH; i++) {
-      s->cycle(&r);
-    }
-    cycles += BATCH;
-    elapsed = now_seconds() - start;
-  } while (elapsed < seconds);
+  struct bound b = {s, &r};
+  double rate = timed_loop(bound_cycle, &b, seconds);
   if (s->teardown != NULL) {
     s->teardown(&r);
   }
-  return (double)cycles / elapsed;
+  return rate;
 }
 
 /* Warm up once, then ROUNDS rounds; round k starts with side k and goes
@@ -298,61 +286,11 @@ static void check_no_leak(const struct side *s, size_t size) {
   }
 }
 
-static double median3(const double v[ROUNDS]) {
-  double a = v[0], b = v[1], c = v[2];
-  if ((a <= b && b <= c) || (c <= b && b <= a)) {
-    return b;
-  }
-  if ((b <= a && a <= c) || (c <= a && a <= b)) {
-    return a;
-  }
-  return c;
-}
 
 /* ---- output ------------------------------------------------------------------ */
 
-/* format_count writes v rounded to an integer with thousands separators. */
-static void format_count(char *out, size_t out_len, double v) {
-  char digits[32];
-  snprintf(digits, sizeof(digits), "%.0f", v);
-  size_t n = strlen(digits), o = 0;
-  for (size_t i = 0; i < n && o + 2 < out_len; i++) {
-    if (i > 0 && (n - i) % 3 == 0) {
-      out[o++] = ',';
-    }
-    out[o++] = digits[i];
-  }
-  out[o] = '\0';
-}
 
-static void format_size(char *out, size_t out_len, size_t size) {
-  if (size >= 1024 && size % 1024 == 0) {
-    snprintf(out, out_len, "%zu KiB", size / 1024);
-  } else {
-    snprintf(out, out_len, "%zu B", size);
-  }
-}
 
-static void print_header(double seconds) {
-  char date[64] = "unknown date";
-  time_t t = time(NULL);
-  struct tm tm;
-  if (gmtime_r(&t, &tm) != NULL) {
-    strftime(date, sizeof(date), "%Y-%m-%d %H:%M UTC", &tm);
-  }
-  struct utsname u;
-  char kernel[3 * sizeof(u.release)] = "unknown kernel";
-  if (uname(&u) == 0) {
-    snprintf(kernel, sizeof(kernel), "%s %s %s", u.sysname, u.release, u.machine);
-  }
-  printf("bench_seal %s: libsecmem %s, libsodium %s, %s, %s, median of %d rounds x %.2f s per "
-         "case\n\n",
-         date, secmem_version(), sodium_version_string(), OpenSSL_version(OPENSSL_VERSION),
-         kernel, ROUNDS, seconds);
-  printf("secmem backing: %s\n\n", secmem_get_backing() == SECMEM_BACKING_ANON ? "anonymous pages"
-                                    : secmem_secret_backing_available() ? "memfd_secret (default AUTO)"
-                                                                        : "anonymous pages (AUTO, no memfd_secret)");
-}
 
 /* The target for a secmem way at a size, or NULL: with open_into a
  * secmem_malloc slot, at most 2x at 32 B and 1.1x at 64 KiB. */
@@ -432,6 +370,7 @@ static void openssl_secure_heap_init(void) {
 }
 
 int main(int argc, char **argv) {
+  bench_set_name("bench_seal");
   /* SECMEM_BENCH_BACKING=anon measures anonymous pages instead of the default. */
   const char *backing = getenv("SECMEM_BENCH_BACKING");
   if (backing != NULL && strcmp(backing, "anon") == 0 &&
@@ -490,7 +429,7 @@ int main(int argc, char **argv) {
     }
   }
 
-  print_header(seconds);
+  print_header("bench_seal", OpenSSL_version(OPENSSL_VERSION), seconds, NULL);
   print_seal_table(seal, sizeof(seal) / sizeof(seal[0]));
   printf("\nRe-keys seen during (a): %llu (library default: on access, every 500 ms); enclave "
          "opens: %llu, refused: %llu.\n\n",
