@@ -198,7 +198,8 @@ SECMEM_API SECMEM_MUST_CHECK int secmem_buf_check(const secmem_buf *b);
  * buffer: its pages become no-access (kept wiped for reuse by a later
  * buffer of the same size, or unmapped). NULL is ignored. Destroying a
  * purged buffer just releases its handle. Destroying twice, or a pointer
- * that is not a buffer, is an integrity failure. */
+ * that is not a buffer, is an integrity failure (a destroyed handle is
+ * recognised until 4096 other buffers have been destroyed after it). */
 SECMEM_API void secmem_buf_destroy(secmem_buf *b);
 
 /* secmem_buf_destroy_ptr destroys *pb and sets it to NULL; it is the cleanup

@@ -24,6 +24,7 @@
 #include <errno.h>
 #include <pthread.h>
 #include <sched.h>
+#include <stdlib.h>
 #include <stdio.h>
 #include <string.h>
 #include <time.h>
@@ -45,19 +46,29 @@ static _Atomic uint64_t g_interval_ms = SECMEM_REKEY_INTERVAL_DEFAULT_MS;
 static _Atomic uint64_t g_last_rekey_ms;
 static _Atomic uint64_t g_rekeys;
 
-/* The timer thread. */
+/* The timer thread: idle, running, or stopping (being joined). A start
+ * waits for a stop in progress to finish; a retune bumps the generation so
+ * the running thread recomputes its deadline at once. */
+enum timer_state { TIMER_IDLE, TIMER_RUNNING, TIMER_STOPPING };
 static pthread_mutex_t g_timer_mu = PTHREAD_MUTEX_INITIALIZER;
-static pthread_cond_t g_timer_cv = PTHREAD_COND_INITIALIZER;
+static pthread_cond_t g_timer_cv = PTHREAD_COND_INITIALIZER;   /* wakes the timer */
+static pthread_cond_t g_timer_idle = PTHREAD_COND_INITIALIZER; /* a stop finished */
 static pthread_t g_timer;
-static bool g_timer_running;
+static enum timer_state g_timer_state;
 static bool g_timer_stop;
 static uint64_t g_timer_interval_ms;
+static uint64_t g_timer_gen;
 static _Atomic bool g_timer_restart; /* set in a forked child */
 
-/* Per-thread scratch for the rebuilt key. */
+/* Per-thread scratch for the rebuilt key, and the list of all of them: a
+ * forked child wipes the scratch of every thread that did not come along
+ * (one of them may have been mid-open, holding the whole key). */
 static pthread_key_t g_scratch_key;
 static pthread_once_t g_scratch_once = PTHREAD_ONCE_INIT;
 static _Thread_local struct secmem_buf *t_scratch;
+static pthread_mutex_t g_scratch_mu = PTHREAD_MUTEX_INITIALIZER;
+static struct secmem_buf **g_scratches;
+static size_t g_nscratch, g_scratch_cap;
 
 static uint64_t now_ms(void) {
   struct timespec ts;
@@ -160,20 +171,35 @@ static void rekey_locked(void) {
   atomic_fetch_add(&g_rekeys, 1);
 }
 
-static void timer_start_locked(uint64_t interval_ms);
+static int timer_start_locked(uint64_t interval_ms);
 
 static void maybe_restart_timer(void) {
   if (atomic_load_explicit(&g_timer_restart, memory_order_relaxed) &&
       atomic_exchange(&g_timer_restart, false)) {
     pthread_mutex_lock(&g_timer_mu);
-    if (!g_timer_running && g_timer_interval_ms > 0) {
-      timer_start_locked(g_timer_interval_ms);
+    if (g_timer_state == TIMER_IDLE && g_timer_interval_ms > 0) {
+      (void)timer_start_locked(g_timer_interval_ms);
     }
     pthread_mutex_unlock(&g_timer_mu);
   }
 }
 
+static void scratch_forget(struct secmem_buf *b) {
+  for (size_t i = 0; i < g_nscratch; i++) {
+    if (g_scratches[i] == b) {
+      g_scratches[i] = g_scratches[--g_nscratch];
+      return;
+    }
+  }
+}
+
+/* Thread exit: give the scratch back, and make sure a later destructor of
+ * this thread that seals or opens gets a fresh one, not a stale handle. */
 static void scratch_release(void *p) {
+  pthread_mutex_lock(&g_scratch_mu);
+  scratch_forget(p);
+  pthread_mutex_unlock(&g_scratch_mu);
+  t_scratch = NULL;
   secmem_i_guarded_destroy(p, "coffer scratch");
 }
 
@@ -185,9 +211,31 @@ unsigned char *secmem_i_coffer_scratch(void) {
     struct secmem_buf *b =
         secmem_i_guarded_new(SECMEM_I_SCRATCH_LEN, SECMEM_I_KIND_INTERNAL, NULL);
     if (b == NULL) {
+      return NULL; /* errno and message set */
+    }
+    pthread_mutex_lock(&g_scratch_mu);
+    bool listed = true;
+    if (g_nscratch == g_scratch_cap) {
+      size_t cap = g_scratch_cap != 0 ? 2 * g_scratch_cap : 16;
+      struct secmem_buf **n = realloc(g_scratches, cap * sizeof(*n));
+      listed = n != NULL;
+      if (listed) {
+        g_scratches = n;
+        g_scratch_cap = cap;
+      }
+    }
+    if (listed) {
+      g_scratches[g_nscratch++] = b;
+    }
+    pthread_mutex_unlock(&g_scratch_mu);
+    if (!listed || pthread_setspecific(g_scratch_key, b) != 0) {
+      pthread_mutex_lock(&g_scratch_mu);
+      scratch_forget(b);
+      pthread_mutex_unlock(&g_scratch_mu);
+      secmem_i_guarded_destroy(b, "coffer scratch");
+      secmem_i_fail(ENOMEM, "cannot register the per-thread key scratch: out of memory");
       return NULL;
     }
-    (void)pthread_setspecific(g_scratch_key, b);
     t_scratch = b;
   }
   return t_scratch->data;
@@ -296,17 +344,21 @@ static void *timer_main(void *arg) {
   (void)arg;
   pthread_mutex_lock(&g_timer_mu);
   while (!g_timer_stop) {
+    uint64_t gen = g_timer_gen;
     struct timespec deadline;
     clock_gettime(CLOCK_MONOTONIC, &deadline);
     uint64_t ns = (uint64_t)deadline.tv_nsec + (g_timer_interval_ms % 1000u) * 1000000u;
     deadline.tv_sec += (time_t)(g_timer_interval_ms / 1000u + ns / 1000000000u);
     deadline.tv_nsec = (long)(ns % 1000000000u);
     int rc = 0;
-    while (!g_timer_stop && rc != ETIMEDOUT) {
+    while (!g_timer_stop && gen == g_timer_gen && rc != ETIMEDOUT) {
       rc = pthread_cond_timedwait(&g_timer_cv, &g_timer_mu, &deadline);
     }
     if (g_timer_stop) {
       break;
+    }
+    if (gen != g_timer_gen) {
+      continue; /* retuned: wait again with the new interval */
     }
     pthread_mutex_unlock(&g_timer_mu);
     pthread_mutex_lock(&g_write);
@@ -325,13 +377,13 @@ static pthread_condattr_t monotonic_attr(void) {
   return a;
 }
 
-static int g_timer_start_error;
-
-static void timer_start_locked(uint64_t interval_ms) {
+/* Start the thread (g_timer_mu held, state idle). Returns pthread's error. */
+static int timer_start_locked(uint64_t interval_ms) {
   g_timer_interval_ms = interval_ms;
   g_timer_stop = false;
-  g_timer_start_error = pthread_create(&g_timer, NULL, timer_main, NULL);
-  g_timer_running = g_timer_start_error == 0;
+  int err = pthread_create(&g_timer, NULL, timer_main, NULL);
+  g_timer_state = err == 0 ? TIMER_RUNNING : TIMER_IDLE;
+  return err;
 }
 
 int secmem_rekey_start(uint64_t interval_ms) {
@@ -343,14 +395,17 @@ int secmem_rekey_start(uint64_t interval_ms) {
   }
   atomic_store(&g_timer_restart, false);
   pthread_mutex_lock(&g_timer_mu);
-  if (g_timer_running) {
-    g_timer_interval_ms = interval_ms;
-    pthread_cond_signal(&g_timer_cv);
-    pthread_mutex_unlock(&g_timer_mu);
-    return 0;
+  while (g_timer_state == TIMER_STOPPING) {
+    pthread_cond_wait(&g_timer_idle, &g_timer_mu);
   }
-  timer_start_locked(interval_ms);
-  int err = g_timer_start_error;
+  int err = 0;
+  if (g_timer_state == TIMER_RUNNING) {
+    g_timer_interval_ms = interval_ms;
+    g_timer_gen++;
+    pthread_cond_signal(&g_timer_cv);
+  } else {
+    err = timer_start_locked(interval_ms);
+  }
   pthread_mutex_unlock(&g_timer_mu);
   if (err != 0) {
     return secmem_i_fail(err, "secmem_rekey_start: cannot start the timer thread: %s",
@@ -362,18 +417,21 @@ int secmem_rekey_start(uint64_t interval_ms) {
 void secmem_rekey_stop(void) {
   atomic_store(&g_timer_restart, false);
   pthread_mutex_lock(&g_timer_mu);
-  if (!g_timer_running) {
-    g_timer_interval_ms = 0;
+  g_timer_interval_ms = 0;
+  if (g_timer_state != TIMER_RUNNING) {
     pthread_mutex_unlock(&g_timer_mu);
     return;
   }
   g_timer_stop = true;
+  g_timer_state = TIMER_STOPPING;
   pthread_cond_signal(&g_timer_cv);
   pthread_t t = g_timer;
-  g_timer_running = false;
-  g_timer_interval_ms = 0;
   pthread_mutex_unlock(&g_timer_mu);
   pthread_join(t, NULL);
+  pthread_mutex_lock(&g_timer_mu);
+  g_timer_state = TIMER_IDLE;
+  pthread_cond_broadcast(&g_timer_idle);
+  pthread_mutex_unlock(&g_timer_mu);
 }
 
 /* ---- fork ------------------------------------------------------------------- */
@@ -382,33 +440,52 @@ void secmem_i_coffer_fork_prepare(void) {
   pthread_mutex_lock(&g_create);
   pthread_mutex_lock(&g_timer_mu);
   pthread_mutex_lock(&g_write); /* no half-written halves cross the fork */
+  pthread_mutex_lock(&g_scratch_mu);
 }
 
 void secmem_i_coffer_fork_parent(void) {
+  pthread_mutex_unlock(&g_scratch_mu);
   pthread_mutex_unlock(&g_write);
   pthread_mutex_unlock(&g_timer_mu);
   pthread_mutex_unlock(&g_create);
+}
+
+static void init_conds(void) {
+  pthread_condattr_t a = monotonic_attr();
+  pthread_cond_init(&g_timer_cv, &a);
+  pthread_condattr_destroy(&a);
+  pthread_cond_init(&g_timer_idle, NULL);
 }
 
 void secmem_i_coffer_fork_child(void) {
-  /* The child's one thread is the one that took these in prepare. The timer
-   * thread did not come along (its wait on the condition variable went with
-   * it, so that is made anew); restart it at first use. */
-  bool was_running = g_timer_running;
+  /* The child's one thread is the one that took these in prepare (the guarded
+   * layer's child handler has run already, so destroying is allowed). Other
+   * threads did not come along, but their key scratch did, perhaps mid-open
+   * with the whole key in it: wipe and free every one but ours. The timer
+   * thread did not come along either (and its condition variables went with
+   * it, so they are made anew); it restarts at first use. */
+  for (size_t i = 0; i < g_nscratch; i++) {
+    if (g_scratches[i] != t_scratch) {
+      secmem_i_guarded_destroy(g_scratches[i], "coffer scratch (fork)");
+    }
+  }
+  g_nscratch = 0;
+  if (t_scratch != NULL) {
+    g_scratches[g_nscratch++] = t_scratch;
+  }
+  bool was_running = g_timer_state == TIMER_RUNNING;
+  pthread_mutex_unlock(&g_scratch_mu);
   pthread_mutex_unlock(&g_write);
   pthread_mutex_unlock(&g_timer_mu);
   pthread_mutex_unlock(&g_create);
-  pthread_condattr_t a = monotonic_attr();
-  pthread_cond_init(&g_timer_cv, &a);
-  pthread_condattr_destroy(&a);
-  g_timer_running = false;
+  init_conds();
+  g_timer_state = TIMER_IDLE;
   g_timer_stop = false;
-  atomic_store(&g_timer_restart, was_running);
+  atomic_store(&g_timer_restart, was_running && g_timer_interval_ms > 0);
 }
 
 void secmem_i_coffer_init(void) {
-  pthread_condattr_t a = monotonic_attr();
   pthread_cond_destroy(&g_timer_cv);
-  pthread_cond_init(&g_timer_cv, &a);
-  pthread_condattr_destroy(&a);
+  pthread_cond_destroy(&g_timer_idle);
+  init_conds();
 }

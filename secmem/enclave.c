@@ -150,12 +150,14 @@ int secmem_enclave_open_into(const secmem_enclave *e, void *out, size_t out_len)
   if (e->box == NULL || e->box_len != SECMEM_I_NONCE_LEN + SECMEM_I_MAC_LEN + e->len) {
     return refuse("it is truncated or its length was altered");
   }
-  if (e->epoch != secmem_i_coffer_epoch()) {
-    return refuse("it was sealed before secmem_purge replaced the key");
-  }
   unsigned char *key = secmem_i_coffer_scratch();
-  if (key == NULL || secmem_i_coffer_key(key, NULL) != 0) {
+  uint64_t epoch = 0;
+  if (key == NULL || secmem_i_coffer_key(key, &epoch) != 0) {
     return -1;
+  }
+  if (e->epoch != epoch) { /* the epoch the key was rebuilt under, not a later one */
+    secmem_wipe(key, SECMEM_I_KEY_LEN);
+    return refuse("it was sealed before secmem_purge replaced the key");
   }
   int rc = box_open(out, e->box, e->len, key, key + SECMEM_I_KEY_LEN);
   secmem_wipe(key, SECMEM_I_KEY_LEN);

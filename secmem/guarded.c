@@ -41,7 +41,7 @@
 
 #define SLAB_LEN (64u * 1024u)
 #define MAX_SLABS 4096u
-#define HANDLE_QUARANTINE 256u
+#define HANDLE_QUARANTINE 4096u
 #define CACHE_SLOTS 32u
 #define CACHE_MAX_INNER (260u * 1024u) /* 256 KiB of data plus its canary page */
 #define CACHE_MAX_BYTES (1024u * 1024u)
@@ -75,6 +75,7 @@ static size_t g_buffers_live, g_bytes_mapped, g_bytes_locked, g_bytes_unlocked,
 static _Atomic int g_policy = SECMEM_MLOCK_REQUIRED;
 static _Atomic int g_backing = SECMEM_BACKING_AUTO;
 static int g_fork_pipe[2] = {-1, -1};
+static int g_fork_pipe_error;
 
 /* The canary is SECMEM_CANARY_LEN random bytes repeated from the start of
  * the inner pages; the template holds that pattern for the longest possible
@@ -119,7 +120,7 @@ static struct secmem_buf *handle_alloc(void) {
   if (g_free_count > HANDLE_QUARANTINE ||
       (g_free_head != NULL && nslabs == MAX_SLABS && g_slab_used == handles_per_slab())) {
     h = g_free_head;
-    g_free_head = h->next;
+    g_free_head = h->free_next;
     if (g_free_head == NULL) {
       g_free_tail = NULL;
     }
@@ -147,14 +148,15 @@ static struct secmem_buf *handle_alloc(void) {
 }
 
 static void handle_free(struct secmem_buf *h) {
+  /* next is left alone: an emergency walk standing on h must still reach the
+   * rest of the live list. The free queue has its own link. */
   atomic_store(&h->state, SECMEM_I_DEAD);
   h->data = NULL;
   h->inner = NULL;
   h->base = NULL;
-  h->next = NULL;
-  h->prev = NULL;
+  h->free_next = NULL;
   if (g_free_tail != NULL) {
-    g_free_tail->next = h;
+    g_free_tail->free_next = h;
   } else {
     g_free_head = h;
   }
@@ -662,58 +664,89 @@ void secmem_i_guarded_fork_prepare(void) {
    * parent must not change them (nor let its other threads change them
    * through the library) before the child says it is done. */
   g_fork_pipe[0] = g_fork_pipe[1] = -1;
+  g_fork_pipe_error = 0;
   if (g_bytes_secret > 0 && secmem_i_page_pipe(g_fork_pipe) != 0) {
+    g_fork_pipe_error = errno;
     g_fork_pipe[0] = g_fork_pipe[1] = -1;
   }
 }
 
 void secmem_i_guarded_fork_parent(void) {
   secmem_i_page_close(g_fork_pipe[1]);
-  if (g_fork_pipe[0] >= 0) {
-    secmem_i_page_wait_fd(g_fork_pipe[0], 10000);
+  if (g_fork_pipe[0] >= 0 && secmem_i_page_wait_fd(g_fork_pipe[0], 10000) != 0) {
+    /* The child is stuck (a debugger?). Nothing of ours is at risk; its
+     * copy may now see changes made after the fork. Say so. */
+    secmem_i_page_write_stderr("secmem: fork: the child did not finish copying its secret "
+                               "memory within 10 s; the parent goes on\n");
   }
   g_fork_pipe[0] = g_fork_pipe[1] = -1;
   unlock();
+}
+
+/* Drop a child's shared secret region (it must never write the parent's
+ * pages) and mark it purged if it is a user buffer. Returns whether it was
+ * an internal region, which the child cannot do without. */
+static bool child_drop_secret(struct secmem_buf *b) {
+  (void)secmem_i_page_discard(b->inner, b->inner_len);
+  g_bytes_secret -= b->inner_len;
+  g_bytes_locked -= b->inner_len;
+  b->secret = false;
+  if (b->kind != SECMEM_I_KIND_BUF) {
+    atomic_store(&b->state, SECMEM_I_NOACCESS); /* its pages are a reservation now */
+    return true;
+  }
+  b->len = 0;
+  live_unlink(b);
+  atomic_store(&b->state, SECMEM_I_PURGED);
+  return false;
 }
 
 void secmem_i_guarded_fork_child(void) {
   /* The child has one thread and inherited the lock held by it. mlock is not
    * inherited across fork: lock every anonymous region again. Secret regions
    * are locked by the kernel but shared with the parent: give the child its
-   * own copy. Cached regions hold nothing; give them back. */
+   * own copy, or, if that cannot be done safely (no handshake with the
+   * parent, or the copy fails), drop the child's view of them. A child that
+   * loses internal regions (the key, heap arenas) cannot go on: it aborts
+   * with a message, after every shared page is out of its reach. Cached
+   * regions hold nothing; give them back. */
   cache_drop_all();
-  for (struct secmem_buf *b = atomic_load(&g_live); b != NULL; b = b->next) {
+  bool synced = g_fork_pipe[1] >= 0 || g_bytes_secret == 0;
+  bool lost_internal = false, lost_user = false;
+  for (struct secmem_buf *b = atomic_load(&g_live); b != NULL;) {
+    struct secmem_buf *next = b->next;
     if (b->secret) {
-      if (secmem_i_page_secret_privatize(b->inner, b->inner_len,
-                                         prot_of(atomic_load(&b->state))) != 0) {
-        /* Never keep sharing a parent's secret: the child loses this one
-         * instead (as if purged), and says so. */
-        (void)secmem_i_page_discard(b->inner, b->inner_len);
-        g_bytes_secret -= b->inner_len;
-        g_bytes_locked -= b->inner_len;
-        b->secret = false;
-        b->len = 0;
-        live_unlink(b);
-        atomic_store(&b->state, SECMEM_I_PURGED);
-        secmem_i_page_write_stderr("secmem: fork: a secret region could not be copied into "
-                                   "the child and was purged there\n");
+      if (!synced || secmem_i_page_secret_privatize(b->inner, b->inner_len,
+                                                    prot_of(atomic_load(&b->state))) != 0) {
+        if (child_drop_secret(b)) {
+          lost_internal = true;
+        } else {
+          lost_user = true;
+        }
       }
-      continue;
-    }
-    if (!b->locked) {
-      continue;
-    }
-    if (secmem_i_page_lock(b->inner, b->inner_len) != 0) {
+    } else if (b->locked && secmem_i_page_lock(b->inner, b->inner_len) != 0) {
       b->locked = false;
       g_bytes_locked -= b->inner_len;
       g_bytes_unlocked += b->inner_len;
     }
+    b = next;
   }
   secmem_i_page_close(g_fork_pipe[0]);
   if (g_fork_pipe[1] >= 0) {
     secmem_i_page_signal_fd(g_fork_pipe[1]);
   }
   g_fork_pipe[0] = g_fork_pipe[1] = -1;
+  if (lost_internal) {
+    char msg[200];
+    snprintf(msg, sizeof(msg),
+             "fork: the child could not get its own copy of the library's secret memory (%s)",
+             synced ? "memfd_secret copy failed" : strerror(g_fork_pipe_error));
+    secmem_i_fatal(msg); /* wipes only what is the child's own now */
+  }
+  if (lost_user) {
+    secmem_i_page_write_stderr("secmem: fork: some secret buffers could not be copied into the "
+                               "child and were purged there\n");
+  }
   unlock(); /* taken in prepare by this very thread */
 }
 

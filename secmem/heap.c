@@ -315,11 +315,10 @@ void *secmem_malloc(size_t len) {
   }
   void *p = NULL;
   pthread_mutex_lock(&g_lock);
-  if (len > SECMEM_HEAP_MAX_SLOT) {
-    p = len > SIZE_MAX - 64 ? NULL : large_new(len);
-    if (p == NULL && len > SIZE_MAX - 64) {
-      secmem_i_fail(ENOMEM, "secmem_malloc: %zu bytes is too large", len);
-    }
+  if (len > SIZE_MAX / 2) {
+    secmem_i_fail(ENOMEM, "secmem_malloc: %zu bytes is too large", len);
+  } else if (len > SECMEM_HEAP_MAX_SLOT) {
+    p = large_new(len);
   } else {
     size_t cls = class_of(len);
     struct arena *a = g_classes[cls];

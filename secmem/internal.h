@@ -63,7 +63,7 @@ int secmem_i_page_secret_privatize(void *p, size_t len, enum secmem_i_prot prot)
  * its memory is its own, the parent waits on the other (bounded). */
 int secmem_i_page_pipe(int fds[2]);
 void secmem_i_page_signal_fd(int fd);
-void secmem_i_page_wait_fd(int fd, int timeout_ms);
+int secmem_i_page_wait_fd(int fd, int timeout_ms); /* 0 done, -1 timed out */
 void secmem_i_page_close(int fd);
 /* Physical memory in bytes, SIZE_MAX when unknown. */
 size_t secmem_i_page_phys_mem(void);
@@ -108,8 +108,9 @@ struct secmem_buf {
   size_t len;              /* data length as requested */
   const void *site;        /* caller that allocated it (leak report) */
   uint64_t serial;         /* allocation number (leak report) */
-  struct secmem_buf *next; /* live list, or free-handle queue */
+  struct secmem_buf *next; /* live list (kept intact after unlinking) */
   struct secmem_buf *prev;
+  struct secmem_buf *free_next; /* free-handle queue */
 };
 
 /* Create a guarded allocation of len bytes, read-write and zero-filled. */

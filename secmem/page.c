@@ -221,6 +221,7 @@ int secmem_i_page_back_secret(void *p, size_t len) {
      * unmaps before it checks the lock limit): reserve it again, so the
      * caller still owns the addresses it asked to back. */
     (void)secmem_i_page_discard(p, len);
+    (void)secmem_i_page_dontdump(p, len); /* the new reservation lost the flag */
     errno = err;
     return -1;
   }
@@ -267,13 +268,14 @@ void secmem_i_page_signal_fd(int fd) {
   close(fd);
 }
 
-void secmem_i_page_wait_fd(int fd, int timeout_ms) {
+int secmem_i_page_wait_fd(int fd, int timeout_ms) {
   struct pollfd pfd = {fd, POLLIN, 0};
   int n;
   do {
     n = poll(&pfd, 1, timeout_ms);
   } while (n < 0 && errno == EINTR);
   close(fd);
+  return n > 0 ? 0 : -1; /* readable (a byte, or the child gone): done */
 }
 
 void secmem_i_page_close(int fd) {

@@ -6,6 +6,7 @@
  * own copy: nothing the child writes, destroys or purges reaches the parent.
  */
 #include <errno.h>
+#include <signal.h>
 #include <stdio.h>
 #include <string.h>
 #include <sys/resource.h>
@@ -284,6 +285,11 @@ static void child_secret_memlock(void) {
   if (secmem_buf_check(small) != 0) {
     _exit(29);
   }
+  /* The fallback pages are still excluded from core dumps. */
+  struct smaps_info si;
+  if (!smaps_lookup(secmem_buf_data(big), &si) || !si.dontdump) {
+    _exit(30);
+  }
   _exit(0);
 }
 
@@ -306,6 +312,95 @@ static void test_secret_pages_obey_memlock(void) {
   CU_ASSERT_TRUE(stderr_has(&r, want));
 }
 
+#include <dirent.h>
+
+static int open_fds(void) {
+  DIR *d = opendir("/proc/self/fd");
+  int n = 0;
+  if (d == NULL) {
+    return -1;
+  }
+  while (readdir(d) != NULL) {
+    n++;
+  }
+  closedir(d);
+  return n - 3; /* ".", ".." and the directory's own descriptor */
+}
+
+/* In a scenario process: secret key and heap, then fork with only `spare`
+ * descriptors left. The grandchild must abort with the message (it cannot
+ * keep the parent's shared pages), and the scenario process must go on. */
+static int spare_fds;
+
+static void scenario_fork_without_fds(void) {
+  if (secmem_set_backing(SECMEM_BACKING_SECRET) != 0) {
+    _exit(20);
+  }
+  unsigned char plain[32] = {5};
+  secmem_enclave *e = secmem_enclave_new(plain, 32);
+  unsigned char *slot = secmem_malloc(32);
+  if (e == NULL || slot == NULL) {
+    _exit(21);
+  }
+  int n = open_fds();
+  struct rlimit rl = {(rlim_t)(n + spare_fds), (rlim_t)(n + spare_fds)};
+  if (n < 0 || setrlimit(RLIMIT_NOFILE, &rl) != 0) {
+    _exit(22);
+  }
+  int errp[2];
+  if (pipe(errp) != 0) {
+    _exit(23);
+  }
+  fflush(NULL);
+  pid_t pid = fork();
+  if (pid == 0) {
+    dup2(errp[1], STDERR_FILENO);
+    /* Only reached if the library let the child keep going: touch it all. */
+    if (secmem_enclave_open_into(e, slot, 32) != 0) {
+      _exit(2);
+    }
+    _exit(1);
+  }
+  close(errp[1]);
+  char msg[512] = "";
+  ssize_t got = read(errp[0], msg, sizeof(msg) - 1);
+  msg[got > 0 ? got : 0] = '\0';
+  int st = 0;
+  waitpid(pid, &st, 0);
+  if (!WIFSIGNALED(st) || WTERMSIG(st) != SIGABRT) {
+    fprintf(stderr, "grandchild: %s %d; %s", WIFSIGNALED(st) ? "signal" : "status",
+            WIFSIGNALED(st) ? WTERMSIG(st) : WEXITSTATUS(st), msg);
+    _exit(24);
+  }
+  fprintf(stderr, "%s", msg);
+  /* The parent is untouched and works. */
+  unsigned char out[32];
+  if (secmem_enclave_open_into(e, out, 32) != 0 || out[0] != 5) {
+    _exit(25);
+  }
+  _exit(0);
+}
+
+static void test_fork_without_copy_aborts_child(void) {
+  if (!available) {
+    return;
+  }
+  /* 2 spare: the handshake pipe fits, the child's memfd_secret copy does not. */
+  spare_fds = 2;
+  struct death_result r;
+  death_run(scenario_fork_without_fds, &r);
+  CU_ASSERT_FALSE(r.signalled);
+  CU_ASSERT_EQUAL(r.status, 0);
+  CU_ASSERT_TRUE(stderr_has(&r, "secmem: fork: the child could not get its own copy of the "
+                                "library's secret memory (memfd_secret copy failed)"));
+  /* 0 spare: not even the handshake pipe; the child must not copy unsynchronised. */
+  spare_fds = 0;
+  death_run(scenario_fork_without_fds, &r);
+  CU_ASSERT_FALSE(r.signalled);
+  CU_ASSERT_EQUAL(r.status, 0);
+  CU_ASSERT_TRUE(stderr_has(&r, "(Too many open files)"));
+}
+
 int main(void) {
   available = secmem_secret_backing_available() == 1;
   if (!available) {
@@ -321,6 +416,8 @@ int main(void) {
       {"control: a raw fork(2) would share them", test_control_raw_fork_shares},
       {"purge drops secret pages", test_purge_drops_secret_pages},
       {"secret pages obey RLIMIT_MEMLOCK; AUTO falls back", test_secret_pages_obey_memlock},
+      {"a child that cannot copy secret memory aborts; the parent goes on",
+       test_fork_without_copy_aborts_child},
   };
   return harness_main("backing", tests, sizeof(tests) / sizeof(tests[0]));
 }

@@ -276,6 +276,139 @@ static void test_purge_replaces_key(void) {
   secmem_wipe(a, 32);
 }
 
+/* ---- findings of the security review, each with its regression test ---- */
+
+static _Atomic int opener_stop;
+
+static void *opener(void *arg) {
+  secmem_enclave *e = arg;
+  unsigned char *slot = secmem_malloc(32);
+  while (!atomic_load(&opener_stop)) {
+    if (secmem_enclave_open_into(e, slot, 32) != 0) {
+      break;
+    }
+  }
+  secmem_free(slot);
+  return NULL;
+}
+
+static unsigned char *fork_key; /* hidden: the key the children look for */
+
+static void child_scans_for_key(void) {
+  secmem_purge(); /* even after a purge, nothing of the old key may remain */
+  _exit(scan_self_for_bytes(fork_key, 32) == 0 ? 0 : 10);
+}
+
+static void test_fork_wipes_other_threads_scratch(void) {
+  /* A thread opening enclaves holds the whole key in its scratch for an
+   * instant; a child forked at that instant must not keep it. */
+  secmem_set_rekey_interval(0);
+  fork_key = harness_hidden_alloc(4096);
+  CU_ASSERT_EQUAL_FATAL(secmem_i_coffer_key(fork_key, NULL), 0);
+  unsigned char plain[32] = {3};
+  secmem_enclave *e = secmem_enclave_new(plain, 32);
+  CU_ASSERT_PTR_NOT_NULL_FATAL(e);
+  atomic_store(&opener_stop, 0);
+  pthread_t t;
+  CU_ASSERT_EQUAL_FATAL(pthread_create(&t, NULL, opener, e), 0);
+  int failures = 0;
+  for (int i = 0; i < 20; i++) {
+    struct death_result r;
+    death_run(child_scans_for_key, &r);
+    failures += r.signalled || r.status != 0;
+  }
+  atomic_store(&opener_stop, 1);
+  pthread_join(t, NULL);
+  CU_ASSERT_EQUAL(failures, 0);
+  secmem_enclave_free(e);
+  secmem_set_rekey_interval(500);
+}
+
+static pthread_key_t late_key;
+static secmem_buf *sentinel;
+static _Atomic int late_result = -1;
+
+static void late_destructor(void *arg) {
+  /* Runs after the library's own thread-exit destructor. */
+  unsigned char out[32];
+  atomic_store(&late_result, secmem_enclave_open_into(arg, out, 32));
+  secmem_wipe(out, sizeof(out));
+}
+
+static void *exiting_thread(void *arg) {
+  unsigned char out[32];
+  if (secmem_enclave_open_into(arg, out, 32) != 0) { /* creates this thread's scratch */
+    return NULL;
+  }
+  (void)pthread_setspecific(late_key, arg);
+  return NULL;
+}
+
+static void test_open_from_a_late_thread_destructor(void) {
+  unsigned char plain[32] = {4};
+  secmem_enclave *e = secmem_enclave_new(plain, 32);
+  CU_ASSERT_PTR_NOT_NULL_FATAL(e);
+  CU_ASSERT_EQUAL_FATAL(pthread_key_create(&late_key, late_destructor), 0);
+  sentinel = secmem_buf_new(128);
+  CU_ASSERT_PTR_NOT_NULL_FATAL(sentinel);
+  memset(secmem_buf_data(sentinel), 'A', 128);
+  pthread_t t;
+  CU_ASSERT_EQUAL_FATAL(pthread_create(&t, NULL, exiting_thread, e), 0);
+  pthread_join(t, NULL);
+  CU_ASSERT_EQUAL(atomic_load(&late_result), 0);
+  const unsigned char *d = secmem_buf_data(sentinel);
+  CU_ASSERT_TRUE(d[0] == 'A' && d[127] == 'A'); /* not used as someone's scratch */
+  secmem_buf_destroy(sentinel);
+  pthread_key_delete(late_key);
+  secmem_enclave_free(e);
+}
+
+static _Atomic int race_stop;
+
+static void *starter(void *arg) {
+  (void)arg;
+  while (!atomic_load(&race_stop)) {
+    if (secmem_rekey_start(1) != 0) {
+      return (void *)1;
+    }
+  }
+  return NULL;
+}
+
+static void *stopper(void *arg) {
+  (void)arg;
+  while (!atomic_load(&race_stop)) {
+    secmem_rekey_stop();
+  }
+  return NULL;
+}
+
+static void test_start_stop_race(void) {
+  /* stop must never hang on a timer thread that a concurrent start revived. */
+  long t0 = status_threads();
+  pthread_t a, b;
+  CU_ASSERT_EQUAL_FATAL(pthread_create(&a, NULL, starter, NULL), 0);
+  CU_ASSERT_EQUAL_FATAL(pthread_create(&b, NULL, stopper, NULL), 0);
+  sleep_ms(500);
+  atomic_store(&race_stop, 1);
+  void *ra = NULL;
+  pthread_join(a, &ra);
+  pthread_join(b, NULL);
+  CU_ASSERT_PTR_NULL(ra);
+  secmem_rekey_stop();
+  CU_ASSERT_EQUAL(status_threads(), t0);
+}
+
+static void test_retune_takes_effect_at_once(void) {
+  CU_ASSERT_EQUAL(secmem_rekey_start(60000), 0);
+  sleep_ms(10);
+  uint64_t n0 = secmem_i_coffer_rekeys();
+  CU_ASSERT_EQUAL(secmem_rekey_start(1), 0);
+  sleep_ms(100);
+  CU_ASSERT_TRUE(secmem_i_coffer_rekeys() >= n0 + 20);
+  secmem_rekey_stop();
+}
+
 int main(void) {
   /* The memory scans here read live secrets as their controls, which
    * memfd_secret pages (the default backing, test_backing's subject) would
@@ -294,6 +427,10 @@ int main(void) {
       {"timer restarts lazily in a forked child", test_timer_restarts_lazily_after_fork},
       {"a forked child rebuilds the same key", test_fork_child_keeps_key},
       {"purge replaces the key", test_purge_replaces_key},
+      {"fork wipes other threads' key scratch", test_fork_wipes_other_threads_scratch},
+      {"open from a late thread-exit destructor", test_open_from_a_late_thread_destructor},
+      {"rekey_start and rekey_stop racing", test_start_stop_race},
+      {"a retuned timer takes the new interval at once", test_retune_takes_effect_at_once},
   };
   return harness_main("coffer", tests, sizeof(tests) / sizeof(tests[0]));
 }
