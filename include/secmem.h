@@ -300,6 +300,22 @@ SECMEM_API SECMEM_MUST_CHECK int secmem_rekey_start(uint64_t interval_ms);
 SECMEM_API void secmem_rekey_stop(void);
 
 /* ------------------------------------------------------------------------ */
+/* Per-thread scratch                                                        */
+
+/* secmem_scratch returns the calling thread's scratch area of at least len
+ * bytes: guarded, locked, dump-excluded, read-write, 64-byte aligned, and
+ * needing no lock to use. It stays valid until this thread asks for a larger
+ * one (which replaces and wipes it) or ends (which wipes and frees it). Put
+ * a secret there for the instant it is in use, then secmem_scratch_wipe: the
+ * area is the thread's, reused by its next operation. A forked child wipes
+ * the areas of the threads that did not come along with it. NULL with errno
+ * on failure. */
+SECMEM_API SECMEM_MUST_CHECK void *secmem_scratch(size_t len);
+
+/* secmem_scratch_wipe wipes the whole of the calling thread's scratch area. */
+SECMEM_API void secmem_scratch_wipe(void);
+
+/* ------------------------------------------------------------------------ */
 /* Streams: secrets too large for one buffer                                 */
 
 /* A secmem_stream is a FIFO of sealed chunks (memguard's Stream): writes are

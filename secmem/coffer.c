@@ -24,7 +24,6 @@
 #include <errno.h>
 #include <pthread.h>
 #include <sched.h>
-#include <stdlib.h>
 #include <stdio.h>
 #include <string.h>
 #include <time.h>
@@ -59,16 +58,6 @@ static bool g_timer_stop;
 static uint64_t g_timer_interval_ms;
 static uint64_t g_timer_gen;
 static _Atomic bool g_timer_restart; /* set in a forked child */
-
-/* Per-thread scratch for the rebuilt key, and the list of all of them: a
- * forked child wipes the scratch of every thread that did not come along
- * (one of them may have been mid-open, holding the whole key). */
-static pthread_key_t g_scratch_key;
-static pthread_once_t g_scratch_once = PTHREAD_ONCE_INIT;
-static _Thread_local struct secmem_buf *t_scratch;
-static pthread_mutex_t g_scratch_mu = PTHREAD_MUTEX_INITIALIZER;
-static struct secmem_buf **g_scratches;
-static size_t g_nscratch, g_scratch_cap;
 
 static uint64_t now_ms(void) {
   struct timespec ts;
@@ -184,61 +173,8 @@ static void maybe_restart_timer(void) {
   }
 }
 
-static void scratch_forget(struct secmem_buf *b) {
-  for (size_t i = 0; i < g_nscratch; i++) {
-    if (g_scratches[i] == b) {
-      g_scratches[i] = g_scratches[--g_nscratch];
-      return;
-    }
-  }
-}
-
-/* Thread exit: give the scratch back, and make sure a later destructor of
- * this thread that seals or opens gets a fresh one, not a stale handle. */
-static void scratch_release(void *p) {
-  pthread_mutex_lock(&g_scratch_mu);
-  scratch_forget(p);
-  pthread_mutex_unlock(&g_scratch_mu);
-  t_scratch = NULL;
-  secmem_i_guarded_destroy(p, "coffer scratch");
-}
-
-static void scratch_once(void) { (void)pthread_key_create(&g_scratch_key, scratch_release); }
-
 unsigned char *secmem_i_coffer_scratch(void) {
-  if (t_scratch == NULL) {
-    pthread_once(&g_scratch_once, scratch_once);
-    struct secmem_buf *b =
-        secmem_i_guarded_new(SECMEM_I_SCRATCH_LEN, SECMEM_I_KIND_INTERNAL, NULL);
-    if (b == NULL) {
-      return NULL; /* errno and message set */
-    }
-    pthread_mutex_lock(&g_scratch_mu);
-    bool listed = true;
-    if (g_nscratch == g_scratch_cap) {
-      size_t cap = g_scratch_cap != 0 ? 2 * g_scratch_cap : 16;
-      struct secmem_buf **n = realloc(g_scratches, cap * sizeof(*n));
-      listed = n != NULL;
-      if (listed) {
-        g_scratches = n;
-        g_scratch_cap = cap;
-      }
-    }
-    if (listed) {
-      g_scratches[g_nscratch++] = b;
-    }
-    pthread_mutex_unlock(&g_scratch_mu);
-    if (!listed || pthread_setspecific(g_scratch_key, b) != 0) {
-      pthread_mutex_lock(&g_scratch_mu);
-      scratch_forget(b);
-      pthread_mutex_unlock(&g_scratch_mu);
-      secmem_i_guarded_destroy(b, "coffer scratch");
-      secmem_i_fail(ENOMEM, "cannot register the per-thread key scratch: out of memory");
-      return NULL;
-    }
-    t_scratch = b;
-  }
-  return t_scratch->data;
+  return secmem_i_scratch(SECMEM_I_SCRATCH_KEY, SECMEM_I_SCRATCH_LEN);
 }
 
 int secmem_i_coffer_key(unsigned char out[SECMEM_I_KEY_LEN], uint64_t *out_epoch) {
@@ -440,11 +376,9 @@ void secmem_i_coffer_fork_prepare(void) {
   pthread_mutex_lock(&g_create);
   pthread_mutex_lock(&g_timer_mu);
   pthread_mutex_lock(&g_write); /* no half-written halves cross the fork */
-  pthread_mutex_lock(&g_scratch_mu);
 }
 
 void secmem_i_coffer_fork_parent(void) {
-  pthread_mutex_unlock(&g_scratch_mu);
   pthread_mutex_unlock(&g_write);
   pthread_mutex_unlock(&g_timer_mu);
   pthread_mutex_unlock(&g_create);
@@ -458,23 +392,11 @@ static void init_conds(void) {
 }
 
 void secmem_i_coffer_fork_child(void) {
-  /* The child's one thread is the one that took these in prepare (the guarded
-   * layer's child handler has run already, so destroying is allowed). Other
-   * threads did not come along, but their key scratch did, perhaps mid-open
-   * with the whole key in it: wipe and free every one but ours. The timer
-   * thread did not come along either (and its condition variables went with
-   * it, so they are made anew); it restarts at first use. */
-  for (size_t i = 0; i < g_nscratch; i++) {
-    if (g_scratches[i] != t_scratch) {
-      secmem_i_guarded_destroy(g_scratches[i], "coffer scratch (fork)");
-    }
-  }
-  g_nscratch = 0;
-  if (t_scratch != NULL) {
-    g_scratches[g_nscratch++] = t_scratch;
-  }
+  /* The child's one thread is the one that took these in prepare. The timer
+   * thread did not come along (and its condition variables went with it, so
+   * they are made anew); it restarts at first use. (Other threads' key
+   * scratch, perhaps mid-open, is wiped by scratch.c.) */
   bool was_running = g_timer_state == TIMER_RUNNING;
-  pthread_mutex_unlock(&g_scratch_mu);
   pthread_mutex_unlock(&g_write);
   pthread_mutex_unlock(&g_timer_mu);
   pthread_mutex_unlock(&g_create);

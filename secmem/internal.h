@@ -155,6 +155,19 @@ SECMEM_I_NORETURN void secmem_i_fatal(const char *what);
  * from the same function. */
 void secmem_i_stack_scrub(void);
 
+/* ---- scratch.c ----------------------------------------------------------- */
+
+#define SECMEM_I_SCRATCH_KEY 0  /* the library's key work */
+#define SECMEM_I_SCRATCH_USER 1 /* handed out by secmem_scratch */
+#define SECMEM_I_SCRATCH_SLOTS 2
+
+/* The calling thread's scratch area in slot, at least len bytes, read-write,
+ * or NULL with a message. A larger len replaces (and wipes) the area. */
+unsigned char *secmem_i_scratch(int slot, size_t len);
+void secmem_i_scratch_fork_prepare(void);
+void secmem_i_scratch_fork_parent(void);
+void secmem_i_scratch_fork_child(void);
+
 /* ---- coffer.c ------------------------------------------------------------ */
 
 #define SECMEM_I_KEY_LEN 32
@@ -164,7 +177,7 @@ void secmem_i_stack_scrub(void);
  * epoch (which changes when a purge replaces the key). Re-keys first when
  * the interval has passed. Returns 0 or -1 (message set). */
 int secmem_i_coffer_key(unsigned char out[SECMEM_I_KEY_LEN], uint64_t *out_epoch);
-/* The calling thread's guarded scratch of SECMEM_I_SCRATCH_LEN bytes (read-
+/* The calling thread's key scratch of SECMEM_I_SCRATCH_LEN bytes (read-
  * write, wiped after every use), or NULL with a message. */
 unsigned char *secmem_i_coffer_scratch(void);
 uint64_t secmem_i_coffer_epoch(void);

@@ -20,11 +20,13 @@
 static pthread_once_t g_init_once = PTHREAD_ONCE_INIT;
 static int g_init_result = -1;
 
-/* Locks are taken in the order the layers nest (coffer, heap, guarded) and
+/* Locks are taken in the order the layers nest (coffer, scratch, heap,
+ * guarded) and
  * released in reverse. The guarded layer's parent handler waits for the
  * child to have made its memfd_secret pages its own. */
 static void fork_prepare(void) {
   secmem_i_coffer_fork_prepare();
+  secmem_i_scratch_fork_prepare();
   secmem_i_heap_fork_prepare();
   secmem_i_guarded_fork_prepare();
 }
@@ -32,12 +34,14 @@ static void fork_prepare(void) {
 static void fork_parent(void) {
   secmem_i_guarded_fork_parent();
   secmem_i_heap_fork_parent();
+  secmem_i_scratch_fork_parent();
   secmem_i_coffer_fork_parent();
 }
 
 static void fork_child(void) {
   secmem_i_guarded_fork_child();
   secmem_i_heap_fork_child();
+  secmem_i_scratch_fork_child();
   secmem_i_coffer_fork_child();
 }
 
