@@ -423,6 +423,13 @@ SECMEM_API void secmem_copy(void *dst, const void *src, size_t len);
 /* secmem_move copies len bytes, then wipes src. */
 SECMEM_API void secmem_move(void *dst, void *src, size_t len);
 
+/* secmem_scrub zeroes the 16 KiB of stack below the caller's frame and, on
+ * x86-64, clears the vector registers: call it right after a cryptographic
+ * library has worked on a secret, from the same function, because such
+ * libraries leave intermediate values on the stack and in registers
+ * (libsodium 1.0.18's BLAKE2b digest, for one). */
+SECMEM_API void secmem_scrub(void);
+
 /* secmem_scramble fills len bytes with cryptographically random bytes. */
 SECMEM_API void secmem_scramble(void *p, size_t len);
 

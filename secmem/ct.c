@@ -93,3 +93,11 @@ __attribute__((noinline)) void secmem_i_stack_scrub(void) {
   __asm__ __volatile__("" : : "r"(area) : "memory");
   clear_vector_registers();
 }
+
+#define PUBLIC_SCRUB_LEN (16 * 1024)
+__attribute__((noinline)) void secmem_scrub(void) {
+  unsigned char area[PUBLIC_SCRUB_LEN];
+  sodium_memzero(area, sizeof(area));
+  __asm__ __volatile__("" : : "r"(area) : "memory");
+  clear_vector_registers();
+}

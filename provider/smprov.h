@@ -1,0 +1,200 @@
+/*
+ * smprov.h - what the secmem provider's files share: the provider context,
+ * the error channel, the sealed key object, and the unseal interface (the
+ * one place a private key is ever opened). The provider uses libsecmem only
+ * through include/secmem.h.
+ */
+#ifndef SMPROV_H
+#define SMPROV_H
+
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include <openssl/core.h>
+#include <openssl/core_dispatch.h>
+#include <openssl/evp.h>
+
+#include "secmem.h"
+
+#define SMPROV_NAME "secmem"
+#define SMPROV_PROPS "provider=secmem"
+
+/* ---- prov.c: the provider context, configuration and errors -------------- */
+
+struct smprov_ctx {
+  const OSSL_CORE_HANDLE *handle;
+  OSSL_LIB_CTX *priv;   /* provider-private, with only the default provider: the
+                           short-lived keys and public-key work live here */
+  OSSL_PROVIDER *priv_default;
+  bool export_private;
+};
+
+/* Reason codes for the error queue (strings in prov.c). */
+enum smprov_reason {
+  SMPROV_R_EXPORT_REFUSED = 1,
+  SMPROV_R_ENCLAVE_AUTH,
+  SMPROV_R_BAD_CONFIG,
+  SMPROV_R_SECURE_MEMORY,
+  SMPROV_R_BAD_KEY,
+  SMPROV_R_BAD_REFERENCE,
+  SMPROV_R_OPERATION_FAILED,
+  SMPROV_R_BAD_PARAMETER,
+  SMPROV_R_NO_PRIVATE_KEY,
+  SMPROV_R_DECRYPT_FAILED,
+  SMPROV_R_BUFFER_TOO_SMALL,
+  SMPROV_R_KEY_FILE,
+  SMPROV_R_UNSUPPORTED_KEY,
+  SMPROV_R_BAD_PASSPHRASE,
+  SMPROV_R_KEYS_DIFFER
+};
+
+/* Put an error with reason on OpenSSL's queue, through the core. */
+void smprov_err_at(const char *file, int line, const char *func, int reason, const char *fmt,
+                   ...) __attribute__((format(printf, 5, 6)));
+#define SMPROV_ERR(reason, ...) smprov_err_at(__FILE__, __LINE__, __func__, (reason), __VA_ARGS__)
+
+/* The one mapping from a libsecmem failure (errno + secmem_last_error) to
+ * a reason on the queue. what says what we were doing. */
+void smprov_err_secmem_at(const char *file, int line, const char *func, const char *what);
+#define SMPROV_ERR_SECMEM(what) smprov_err_secmem_at(__FILE__, __LINE__, __func__, (what))
+
+/* Counters for the gettable status parameters. */
+extern _Atomic size_t smprov_keys_held;
+extern _Atomic uint64_t smprov_private_ops;
+
+/* ---- key.c: the sealed key object --------------------------------------- */
+
+enum smprov_type {
+  SMPROV_RSA,
+  SMPROV_RSA_PSS,
+  SMPROV_EC,
+  SMPROV_ED25519,
+  SMPROV_X25519,
+  SMPROV_ED448,
+  SMPROV_X448
+};
+
+struct smprov_precomp; /* unseal.c's per-key, non-secret precomputation */
+
+/*
+ * A key: the public part in clear as an EVP_PKEY of the private library
+ * context (the default provider's object, public only), the private part
+ * only as an enclave. Shared by reference count across threads; fields other
+ * than refs and the precomputation are set once, before the key is shared.
+ */
+struct smprov_key {
+  uint64_t magic;
+  _Atomic int refs;
+  struct smprov_ctx *prov;
+  enum smprov_type type;
+  EVP_PKEY *pub;           /* public part; NULL while the key is empty */
+  secmem_enclave *priv;    /* private part; NULL for public-only keys */
+  pthread_mutex_t pre_lock;
+  struct smprov_precomp *pre;
+};
+
+#define SMPROV_KEY_MAGIC 0x534d4b45595f7631ull /* "SMKEY_v1" */
+
+const char *smprov_type_name(enum smprov_type t); /* "RSA", "EC", "ED25519", ... */
+struct smprov_key *smprov_key_new(struct smprov_ctx *prov, enum smprov_type type);
+void smprov_key_free(struct smprov_key *k);
+struct smprov_key *smprov_key_ref(struct smprov_key *k);
+/* True when k is a live key object of ours (checked against the registry
+ * before anything is dereferenced). */
+bool smprov_key_is_live(const void *k);
+
+/* A reference handed through OpenSSL (OSSL_OBJECT_PARAM_REFERENCE): a
+ * distinctive size and a magic, checked against the registry in load(). */
+struct smprov_key_reference {
+  uint64_t magic;
+  uint64_t serial;
+  struct smprov_key *key;
+};
+#define SMPROV_REF_MAGIC 0x534d5245465f7631ull /* "SMREF_v1" */
+void smprov_key_make_reference(struct smprov_key *k, struct smprov_key_reference *out);
+/* The key a reference names, with a new reference count, or NULL (error
+ * queued) for anything foreign or stale. */
+struct smprov_key *smprov_key_from_reference(const void *ref, size_t ref_sz);
+
+/* ---- unseal.c: the one place a private key is ever opened ---------------- */
+
+/* Seal the private part of full (a key of the private library context) into
+ * k, and keep its public part. full is not changed. 1 or 0 (error queued). */
+int smprov_seal_from_pkey(struct smprov_key *k, EVP_PKEY *full);
+/* Set k's public part from full (public only). 1 or 0. */
+int smprov_set_public_from_pkey(struct smprov_key *k, EVP_PKEY *full);
+/* Hand the private parameters to cb (only with export_private = yes). */
+int smprov_unseal_export_private(const struct smprov_key *k, OSSL_CALLBACK *cb, void *cbarg);
+/* EdDSA: sign msg (Ed25519 on libsodium, Ed448 on OpenSSL). */
+int smprov_unseal_eddsa_sign(const struct smprov_key *k, unsigned char *sig, size_t *siglen,
+                             const unsigned char *msg, size_t msglen);
+/* X25519 (libsodium) / X448 (OpenSSL): derive with the peer's public key. */
+int smprov_unseal_ecx_derive(const struct smprov_key *k, const unsigned char *peer,
+                             size_t peer_len, unsigned char *out, size_t *outlen);
+/* ECDSA over a digest; DER signature. */
+int smprov_unseal_ecdsa_sign(const struct smprov_key *k, unsigned char *sig, size_t *siglen,
+                             size_t sigsize, const unsigned char *dgst, size_t dlen);
+/* ECDH with the peer's EC key; plain x coordinate (cofactor when asked). */
+int smprov_unseal_ecdh(const struct smprov_key *k, EVP_PKEY *peer, int cofactor,
+                       unsigned char *out, size_t *outlen, size_t outsize);
+/* RSA: x^d mod n for len = modulus bytes, blinded, in constant time. */
+int smprov_unseal_rsa_private(const struct smprov_key *k, unsigned char *out,
+                              const unsigned char *in, size_t len);
+void smprov_precomp_free(struct smprov_precomp *pre);
+/* Give dst an independent sealed copy of src's private part. 1 or 0. */
+int smprov_unseal_dup_private(const struct smprov_key *src, struct smprov_key *dst);
+/* Check the private part (and that it matches the public part). 1 or 0. */
+int smprov_unseal_check_private(const struct smprov_key *k);
+
+/* ---- keymgmt.c: what every key family shares ------------------------------- */
+
+/* The per-family files supply new/gen_init/the type tables and use these. */
+struct smprov_key *smprov_km_new(void *provctx, enum smprov_type type);
+void smprov_km_free(void *keydata);
+void *smprov_km_load(const void *reference, size_t reference_sz);
+int smprov_km_has(const void *keydata, int selection);
+int smprov_km_match(const void *a, const void *b, int selection);
+int smprov_km_validate(const void *keydata, int selection, int checktype);
+int smprov_km_import(void *keydata, int selection, const OSSL_PARAM params[]);
+int smprov_km_export(void *keydata, int selection, OSSL_CALLBACK *cb, void *cbarg);
+int smprov_km_get_params(void *keydata, OSSL_PARAM params[]);
+int smprov_km_set_params(void *keydata, const OSSL_PARAM params[]);
+void *smprov_km_dup(const void *keydata, int selection);
+/* The default provider's tables for a type (import/export types, gettable,
+ * settable and gen-settable parameters), fetched once. */
+const OSSL_PARAM *smprov_km_types(void *provctx, enum smprov_type type, int which, int selection);
+enum { SMPROV_KM_IMPORT, SMPROV_KM_EXPORT, SMPROV_KM_GETTABLE, SMPROV_KM_SETTABLE,
+       SMPROV_KM_GEN_SETTABLE };
+
+/* Key generation, done by the default provider in the private library
+ * context; the result is sealed at once. */
+struct smprov_gen {
+  struct smprov_ctx *prov;
+  enum smprov_type type;
+  int selection;
+  EVP_PKEY_CTX *ctx;
+};
+void *smprov_km_gen_init(void *provctx, enum smprov_type type, int selection,
+                         const OSSL_PARAM params[]);
+int smprov_km_gen_set_params(void *genctx, const OSSL_PARAM params[]);
+int smprov_km_gen_set_template(void *genctx, void *templ);
+void *smprov_km_gen(void *genctx, OSSL_CALLBACK *cb, void *cbarg);
+void smprov_km_gen_cleanup(void *genctx);
+
+/* ---- the algorithm tables of each operation file ------------------------- */
+
+extern const OSSL_DISPATCH smprov_keymgmt_ecx_ed25519[], smprov_keymgmt_ecx_x25519[],
+    smprov_keymgmt_ecx_ed448[], smprov_keymgmt_ecx_x448[];
+extern const OSSL_DISPATCH smprov_keymgmt_ec[];
+extern const OSSL_DISPATCH smprov_keymgmt_rsa[], smprov_keymgmt_rsa_pss[];
+extern const OSSL_DISPATCH smprov_signature_eddsa[];
+extern const OSSL_DISPATCH smprov_signature_ecdsa[];
+extern const OSSL_DISPATCH smprov_signature_rsa[];
+extern const OSSL_DISPATCH smprov_keyexch_ecx[];
+extern const OSSL_DISPATCH smprov_keyexch_ecdh[];
+extern const OSSL_DISPATCH smprov_asym_cipher_rsa[];
+
+#endif
