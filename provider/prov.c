@@ -252,6 +252,8 @@ static const OSSL_ALGORITHM asym_ciphers[] = {
     ALG("RSA:rsaEncryption:1.2.840.113549.1.1.1", smprov_asym_cipher_rsa),
     {NULL, NULL, NULL, NULL}};
 
+static const OSSL_ALGORITHM stores[] = {ALG("secmem", smprov_store), {NULL, NULL, NULL, NULL}};
+
 static const OSSL_ALGORITHM *prov_query(void *provctx, int operation_id, int *no_cache) {
   (void)provctx;
   *no_cache = 0;
@@ -264,6 +266,8 @@ static const OSSL_ALGORITHM *prov_query(void *provctx, int operation_id, int *no
     return keyexchs;
   case OSSL_OP_ASYM_CIPHER:
     return asym_ciphers;
+  case OSSL_OP_STORE:
+    return stores;
   default:
     return NULL;
   }

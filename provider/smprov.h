@@ -149,6 +149,14 @@ int smprov_unseal_dup_private(const struct smprov_key *src, struct smprov_key *d
 /* Check the private part (and that it matches the public part). 1 or 0. */
 int smprov_unseal_check_private(const struct smprov_key *k);
 
+/* ---- der.c: private-key DER in locked memory to a sealed key -------------- */
+
+enum smprov_der_kind { SMPROV_DER_PKCS8, SMPROV_DER_RSA, SMPROV_DER_EC, SMPROV_DER_ANY };
+/* A new sealed key from der (which should sit in locked memory), or NULL
+ * with an error queued. The DER is not changed; the caller wipes it. */
+struct smprov_key *smprov_der_to_key(struct smprov_ctx *prov, const unsigned char *der, size_t len,
+                                     enum smprov_der_kind kind);
+
 /* ---- keymgmt.c: what every key family shares ------------------------------- */
 
 /* The per-family files supply new/gen_init/the type tables and use these. */
@@ -196,5 +204,6 @@ extern const OSSL_DISPATCH smprov_signature_rsa[];
 extern const OSSL_DISPATCH smprov_keyexch_ecx[];
 extern const OSSL_DISPATCH smprov_keyexch_ecdh[];
 extern const OSSL_DISPATCH smprov_asym_cipher_rsa[];
+extern const OSSL_DISPATCH smprov_store[];
 
 #endif
