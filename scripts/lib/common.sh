@@ -5,7 +5,7 @@ SECMEM_ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)"
 export SECMEM_ROOT
 
 # Packages every build needs.
-SECMEM_BUILD_PACKAGES=(build-essential cmake pkg-config libsodium-dev libssl-dev libcunit1-dev)
+SECMEM_BUILD_PACKAGES=(build-essential cmake pkg-config libsodium-dev libssl-dev libcunit1-dev openssl)
 
 # need_packages PKG... installs the packages that are not installed yet.
 need_packages() {

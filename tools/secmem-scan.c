@@ -1,0 +1,275 @@
+/*
+ * secmem-scan.c - owns the memory scan that checks a running process for
+ * a private key: `secmem-scan [--pass P] [--window N] PID KEYFILE...`.
+ *
+ * For each key file it takes every private component (RSA d, p, q, dp, dq,
+ * qinv; the EC scalar; the Ed25519/X25519/Ed448/X448 private bytes) and
+ * the base64 lines of the key's PEM, and counts, in the readable memory of
+ * PID (/proc/PID/maps + /proc/PID/mem), windows of N bytes (default 16) of
+ * each component at its start, middle and end, in big- and little-endian
+ * order, and each PEM line. One line per component; exit status 0 when
+ * nothing was found, 1 when something was, 2 on error. It runs as a user
+ * allowed to ptrace PID (root, or the same user with ptrace allowed).
+ */
+#define _GNU_SOURCE
+#include <ctype.h>
+#include <stdbool.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <unistd.h>
+
+#include <openssl/bn.h>
+#include <openssl/core_names.h>
+#include <openssl/err.h>
+#include <openssl/evp.h>
+#include <openssl/pem.h>
+#include <openssl/x509.h>
+
+#define MAX_NEEDLES 512
+
+struct needle {
+  char label[48];
+  unsigned char bytes[128];
+  size_t len;
+  size_t hits;
+};
+
+static struct needle needles[MAX_NEEDLES];
+static size_t nneedles;
+static size_t window = 16;
+
+static void add_needle(const char *label, const unsigned char *b, size_t len) {
+  if (nneedles == MAX_NEEDLES || len == 0 || len > sizeof(needles[0].bytes)) {
+    return;
+  }
+  struct needle *n = &needles[nneedles++];
+  snprintf(n->label, sizeof(n->label), "%s", label);
+  memcpy(n->bytes, b, len);
+  n->len = len;
+}
+
+/* Windows of a component at its start, middle and end, both byte orders. */
+static void add_component(const char *file, const char *name, const unsigned char *be, size_t len) {
+  unsigned char *le = malloc(len);
+  if (le == NULL) {
+    return;
+  }
+  for (size_t i = 0; i < len; i++) {
+    le[i] = be[len - 1 - i];
+  }
+  size_t w = len < window ? len : window;
+  size_t offs[3] = {0, (len - w) / 2, len - w};
+  for (int order = 0; order < 2; order++) {
+    for (int o = 0; o < 3; o++) {
+      if (o > 0 && offs[o] == offs[o - 1]) {
+        continue;
+      }
+      char label[48];
+      snprintf(label, sizeof(label), "%.12s %s %s@%zu", file, name, order == 0 ? "be" : "le", offs[o]);
+      add_needle(label, (order == 0 ? be : le) + offs[o], w);
+    }
+  }
+  OPENSSL_cleanse(le, len);
+  free(le);
+}
+
+static void add_bn(const char *file, EVP_PKEY *pk, const char *param, const char *name) {
+  BIGNUM *b = NULL;
+  if (EVP_PKEY_get_bn_param(pk, param, &b) != 1) {
+    return;
+  }
+  unsigned char buf[1024];
+  int n = BN_bn2bin(b, buf);
+  if (n > 0) {
+    add_component(file, name, buf, (size_t)n);
+  }
+  BN_clear_free(b);
+  OPENSSL_cleanse(buf, sizeof(buf));
+}
+
+static int pass_cb(char *buf, int size, int rwflag, void *u) {
+  (void)rwflag;
+  const char *p = u;
+  if (p == NULL) {
+    return -1;
+  }
+  int n = (int)strlen(p);
+  if (n > size) {
+    return -1;
+  }
+  memcpy(buf, p, (size_t)n);
+  return n;
+}
+
+/* The PEM body lines of the private key block(s) of the file. */
+static void add_pem_lines(const char *path, const char *short_name) {
+  FILE *f = fopen(path, "r");
+  if (f == NULL) {
+    return;
+  }
+  char line[256];
+  bool in_key = false;
+  int k = 0;
+  while (fgets(line, sizeof(line), f) != NULL) {
+    if (strncmp(line, "-----BEGIN ", 11) == 0) {
+      in_key = strstr(line, "PRIVATE KEY") != NULL;
+      continue;
+    }
+    if (strncmp(line, "-----END ", 9) == 0) {
+      in_key = false;
+      continue;
+    }
+    size_t n = strcspn(line, "\r\n");
+    if (in_key && n >= 32 && strchr(line, ':') == NULL) {
+      char label[48];
+      snprintf(label, sizeof(label), "%.12s pem line %d", short_name, ++k);
+      add_needle(label, (unsigned char *)line, n);
+    }
+  }
+  OPENSSL_cleanse(line, sizeof(line));
+  fclose(f);
+}
+
+static int add_key_file(const char *path, const char *pass) {
+  const char *slash = strrchr(path, '/');
+  const char *short_name = slash != NULL ? slash + 1 : path;
+  FILE *f = fopen(path, "rb");
+  if (f == NULL) {
+    fprintf(stderr, "secmem-scan: %s: %s\n", path, strerror(errno));
+    return -1;
+  }
+  EVP_PKEY *pk = PEM_read_PrivateKey(f, NULL, pass_cb, (void *)pass);
+  if (pk == NULL) {
+    rewind(f);
+    pk = d2i_PrivateKey_fp(f, NULL);
+  }
+  fclose(f);
+  if (pk == NULL) {
+    fprintf(stderr, "secmem-scan: %s: not a private key this tool can read\n", path);
+    return -1;
+  }
+  if (EVP_PKEY_is_a(pk, "RSA") || EVP_PKEY_is_a(pk, "RSA-PSS")) {
+    add_bn(short_name, pk, OSSL_PKEY_PARAM_RSA_D, "d");
+    add_bn(short_name, pk, OSSL_PKEY_PARAM_RSA_FACTOR1, "p");
+    add_bn(short_name, pk, OSSL_PKEY_PARAM_RSA_FACTOR2, "q");
+    add_bn(short_name, pk, OSSL_PKEY_PARAM_RSA_EXPONENT1, "dp");
+    add_bn(short_name, pk, OSSL_PKEY_PARAM_RSA_EXPONENT2, "dq");
+    add_bn(short_name, pk, OSSL_PKEY_PARAM_RSA_COEFFICIENT1, "qinv");
+  } else if (EVP_PKEY_is_a(pk, "EC")) {
+    add_bn(short_name, pk, OSSL_PKEY_PARAM_PRIV_KEY, "scalar");
+  } else {
+    unsigned char raw[64];
+    size_t len = sizeof(raw);
+    if (EVP_PKEY_get_raw_private_key(pk, raw, &len) == 1) {
+      add_component(short_name, "private", raw, len);
+    }
+    OPENSSL_cleanse(raw, sizeof(raw));
+  }
+  EVP_PKEY_free(pk);
+  add_pem_lines(path, short_name);
+  return 0;
+}
+
+static int scan(int pid) {
+  char path[64];
+  snprintf(path, sizeof(path), "/proc/%d/maps", pid);
+  FILE *maps = fopen(path, "r");
+  snprintf(path, sizeof(path), "/proc/%d/mem", pid);
+  int mem = open(path, O_RDONLY);
+  if (maps == NULL || mem < 0) {
+    fprintf(stderr, "secmem-scan: cannot read the memory of %d: %s\n", pid, strerror(errno));
+    if (maps != NULL) {
+      fclose(maps);
+    }
+    return -1;
+  }
+  const size_t chunk = 4 << 20, overlap = 128;
+  unsigned char *buf = mmap(NULL, chunk + overlap, PROT_READ | PROT_WRITE,
+                            MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+  char line[512];
+  while (buf != MAP_FAILED && fgets(line, sizeof(line), maps) != NULL) {
+    unsigned long lo, hi;
+    char perms[5] = "";
+    if (sscanf(line, "%lx-%lx %4s", &lo, &hi, perms) != 3 || strstr(line, "[vvar") != NULL ||
+        strstr(line, "[vsyscall]") != NULL || hi - lo > (4ul << 30) ||
+        (strncmp(perms, "---", 3) == 0 && hi - lo > (256ul << 20))) {
+      continue;
+    }
+    for (unsigned long off = lo; off < hi; off += chunk) {
+      size_t want = hi - off < chunk + overlap ? hi - off : chunk + overlap;
+      ssize_t got = pread(mem, buf, want, (off_t)off);
+      if (got <= 0) {
+        continue; /* unreadable: secret memory, a guard page, gone */
+      }
+      size_t limit = (size_t)got > chunk ? chunk : (size_t)got;
+      for (size_t n = 0; n < nneedles; n++) {
+        const unsigned char *p = buf;
+        size_t left = (size_t)got;
+        while (left >= needles[n].len) {
+          const unsigned char *h = memmem(p, left, needles[n].bytes, needles[n].len);
+          if (h == NULL || (size_t)(h - buf) >= limit) {
+            break;
+          }
+          needles[n].hits++;
+          left -= (size_t)(h + 1 - p);
+          p = h + 1;
+        }
+      }
+    }
+  }
+  if (buf != MAP_FAILED) {
+    OPENSSL_cleanse(buf, chunk + overlap);
+    munmap(buf, chunk + overlap);
+  }
+  fclose(maps);
+  close(mem);
+  return 0;
+}
+
+static void usage(void) {
+  fprintf(stderr, "usage: secmem-scan [--pass PASSPHRASE] [--window BYTES] PID KEYFILE...\n");
+}
+
+int main(int argc, char **argv) {
+  const char *pass = NULL;
+  int i = 1;
+  for (; i < argc && strncmp(argv[i], "--", 2) == 0; i++) {
+    if (strcmp(argv[i], "--pass") == 0 && i + 1 < argc) {
+      pass = argv[++i];
+    } else if (strcmp(argv[i], "--window") == 0 && i + 1 < argc) {
+      window = (size_t)atoi(argv[++i]);
+      if (window < 8 || window > 64) {
+        fprintf(stderr, "secmem-scan: --window takes 8 to 64 bytes\n");
+        return 2;
+      }
+    } else {
+      usage();
+      return 2;
+    }
+  }
+  if (argc - i < 2 || !isdigit((unsigned char)argv[i][0])) {
+    usage();
+    return 2;
+  }
+  int pid = atoi(argv[i++]);
+  for (; i < argc; i++) {
+    if (add_key_file(argv[i], pass) != 0) {
+      return 2;
+    }
+  }
+  if (scan(pid) != 0) {
+    return 2;
+  }
+  size_t total = 0;
+  for (size_t n = 0; n < nneedles; n++) {
+    printf("%-40s %zu\n", needles[n].label, needles[n].hits);
+    total += needles[n].hits;
+  }
+  printf("total hits in process %d: %zu\n", pid, total);
+  OPENSSL_cleanse(needles, sizeof(needles));
+  return total == 0 ? 0 : 1;
+}
