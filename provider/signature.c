@@ -335,8 +335,12 @@ static int apply_pss_restrictions(struct sigctx *c) {
     return 0;
   }
   if (EVP_PKEY_get_utf8_string_param(c->key->pub, OSSL_PKEY_PARAM_RSA_MGF1_DIGEST, mgf1,
-                                     sizeof(mgf1), NULL) == 1 &&
-      mgf1[0] != '\0' && !set_md(c, &c->mgf1, mgf1)) {
+                                     sizeof(mgf1), NULL) != 1 ||
+      mgf1[0] == '\0') {
+    /* A restricted key that names no MGF1 digest has RFC 4055's default. */
+    snprintf(mgf1, sizeof(mgf1), "%s", md[0] != '\0' ? "SHA1" : "");
+  }
+  if (mgf1[0] != '\0' && !set_md(c, &c->mgf1, mgf1)) {
     return 0;
   }
   if (EVP_PKEY_get_int_param(c->key->pub, OSSL_PKEY_PARAM_RSA_PSS_SALTLEN, &salt) == 1 &&
