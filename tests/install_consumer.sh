@@ -137,4 +137,17 @@ say "consumer_static (secmem::secmem_static) has no libsecmem.so dependency"
 check_runs "(b) secmem::secmem" "$shared"
 check_runs "(b) secmem::secmem_static" "$static"
 
-say "OK: pkg-config and CMake package consumers build and run against $prefix"
+# (c) the provider module and the scan tool.
+module=$libdir/ossl-modules/secmem.so
+[ -f "$module" ] || die "secmem.so is not installed in $libdir/ossl-modules"
+exports=$(nm -D --defined-only "$module" | awk '{print $3}' | sort -u | tr '\n' ' ')
+[ "$exports" = "OSSL_provider_init " ] || die "secmem.so exports more than OSSL_provider_init: $exports"
+say "secmem.so exports only OSSL_provider_init"
+listing=$(openssl list -providers -provider-path "$libdir/ossl-modules" -provider secmem 2>&1) ||
+  die "openssl cannot load the installed secmem.so: $listing"
+printf "%s" "$listing" | grep -q "status: active" || die "the installed provider is not active: $listing"
+say "openssl list -providers shows the installed secmem provider active"
+[ -x "$prefix/bin/secmem-scan" ] || die "secmem-scan is not installed in $prefix/bin"
+
+say "OK: pkg-config and CMake package consumers build and run against $prefix; the provider loads"
+
