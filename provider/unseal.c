@@ -241,8 +241,13 @@ static int seal_ec(struct smprov_key *k, EVP_PKEY *full) {
 static int seal_ecx(struct smprov_key *k, EVP_PKEY *full) {
   size_t want = k->type == SMPROV_ED25519 ? 32 : ecx_priv_len(k->type);
   unsigned char *s = secmem_scratch(256);
-  size_t len = 64;
-  if (s == NULL || EVP_PKEY_get_raw_private_key(full, s, &len) != 1 || len != want) {
+  size_t len = 0;
+  /* Not EVP_PKEY_get_raw_private_key: in OpenSSL 3.0 that exports the whole
+   * key into a parameter block it frees uncleansed. get_params writes the
+   * key straight into our scratch. */
+  if (s == NULL ||
+      EVP_PKEY_get_octet_string_param(full, OSSL_PKEY_PARAM_PRIV_KEY, s, 64, &len) != 1 ||
+      len != want) {
     SMPROV_ERR(SMPROV_R_BAD_KEY, "the %s key has no %zu-byte private key",
                smprov_type_name(k->type), want);
     secmem_scratch_wipe();

@@ -20,6 +20,9 @@
 
 #include <CUnit/Basic.h>
 
+/* AddressSanitizer's, when it is linked in (debugging scan hits). */
+void __asan_describe_address(void *addr) __attribute__((weak));
+
 int harness_main(const char *suite, const struct harness_test *tests, size_t n) {
   if (CU_initialize_registry() != CUE_SUCCESS) {
     return 2;
@@ -283,6 +286,9 @@ static size_t scan_pid_matching(pid_t pid, const unsigned char *needle, unsigned
           hits++;
           if (getenv("HARNESS_SCAN_DEBUG") != NULL) {
             fprintf(stderr, "scan hit at %#lx in %s", off + j, line);
+            if (self && __asan_describe_address != NULL) {
+              __asan_describe_address((void *)(off + j)); /* who allocated/freed it */
+            }
           }
         }
       }
