@@ -443,6 +443,13 @@ SECMEM_API void secmem_scramble(void *p, size_t len);
  * only; their data pointers fault on any touch. */
 SECMEM_API void secmem_purge(void);
 
+/* secmem_shutdown is for code about to be unloaded (the secmem provider
+ * calls it from its module destructor): it stops the re-key timer, removes
+ * the library's thread-exit hook, wipes every secret and unmaps every page
+ * the library mapped. Every buffer, enclave and heap pointer becomes
+ * invalid, and no secmem call may follow. */
+SECMEM_API void secmem_shutdown(void);
+
 /* secmem_safe_exit purges, then exits with status (running atexit handlers). */
 SECMEM_API SECMEM_NORETURN void secmem_safe_exit(int status);
 

@@ -7,8 +7,9 @@
  * time, and is wiped before returning.
  *
  * Bad padding behaves as the default provider of OpenSSL 3.0 does: an error
- * for plain PKCS#1 v1.5 and OAEP; with a TLS client version set, no error
- * but a random premaster secret in its place (RFC 5246, 7.4.7.1), chosen
+ * for PKCS#1 v1.5 and OAEP; with RSA_PKCS1_WITH_TLS_PADDING (what libssl
+ * sets for TLS RSA key transport) and a TLS client version, no error but 48
+ * random bytes in place of the premaster secret (RFC 5246, 7.4.7.1), chosen
  * without a branch on the secret.
  */
 #define OPENSSL_SUPPRESS_DEPRECATED /* the public RSA padding checks */
@@ -119,7 +120,8 @@ static int ciph_set_ctx_params(void *vctx, const OSSL_PARAM params[]) {
     } else if (!OSSL_PARAM_get_int(p, &pad)) {
       return 0;
     }
-    if (pad != RSA_PKCS1_PADDING && pad != RSA_PKCS1_OAEP_PADDING && pad != RSA_NO_PADDING) {
+    if (pad != RSA_PKCS1_PADDING && pad != RSA_PKCS1_OAEP_PADDING && pad != RSA_NO_PADDING &&
+        pad != RSA_PKCS1_WITH_TLS_PADDING) {
       SMPROV_ERR(SMPROV_R_BAD_PARAMETER, "unsupported RSA encryption padding");
       return 0;
     }
@@ -228,7 +230,8 @@ static int ciph_encrypt(void *vctx, unsigned char *out, size_t *outlen, size_t o
                         const unsigned char *in, size_t inlen) {
   struct ciphctx *c = vctx;
   EVP_PKEY_CTX *pc = EVP_PKEY_CTX_new_from_pkey(c->prov->priv, c->key->pub, NULL);
-  int ok = pc != NULL && EVP_PKEY_encrypt_init(pc) == 1 && EVP_PKEY_CTX_set_rsa_padding(pc, c->pad) == 1;
+  int pad = c->pad == RSA_PKCS1_WITH_TLS_PADDING ? RSA_PKCS1_PADDING : c->pad;
+  int ok = pc != NULL && EVP_PKEY_encrypt_init(pc) == 1 && EVP_PKEY_CTX_set_rsa_padding(pc, pad) == 1;
   if (ok && c->pad == RSA_PKCS1_OAEP_PADDING) {
     ok = (c->oaep_md == NULL || EVP_PKEY_CTX_set_rsa_oaep_md(pc, c->oaep_md) == 1) &&
          (c->mgf1_md == NULL || EVP_PKEY_CTX_set_rsa_mgf1_md(pc, c->mgf1_md) == 1);
@@ -255,17 +258,15 @@ static unsigned ct_eq(unsigned a, unsigned b) { return ct_is_zero(a ^ b); }
 
 /* The TLS RSA premaster check of RFC 5246, 7.4.7.1, without branching on
  * the decrypted block em (k bytes): out gets the 48-byte premaster if the
- * padding and the version are right, random bytes with the client version
- * otherwise. Always 48 bytes. */
+ * padding and the version are right, 48 random bytes otherwise. Always 48
+ * bytes. */
 static int tls_premaster(const struct ciphctx *c, const unsigned char *em, size_t k,
                          unsigned char *out) {
-  unsigned char rnd[TLS_PREMASTER_LEN];
+  unsigned char rnd[TLS_PREMASTER_LEN]; /* R of RFC 5246: 48 random bytes */
   if (k < TLS_PREMASTER_LEN + 11 ||
       RAND_priv_bytes_ex(c->prov->priv, rnd, sizeof(rnd), 0) != 1) {
     return 0;
   }
-  rnd[0] = (unsigned char)(c->client_version >> 8);
-  rnd[1] = (unsigned char)c->client_version;
   size_t sep = k - TLS_PREMASTER_LEN - 1;
   unsigned good = ct_eq(em[0], 0) & ct_eq(em[1], 2) & ct_eq(em[sep], 0);
   for (size_t i = 2; i < sep; i++) {
@@ -293,7 +294,11 @@ static int ciph_decrypt(void *vctx, unsigned char *out, size_t *outlen, size_t o
     return 0;
   }
   size_t k = (size_t)EVP_PKEY_get_size(c->key->pub);
-  bool tls = c->pad == RSA_PKCS1_PADDING && c->client_version > 0;
+  bool tls = c->pad == RSA_PKCS1_WITH_TLS_PADDING;
+  if (tls && c->client_version == 0) {
+    SMPROV_ERR(SMPROV_R_BAD_PARAMETER, "TLS padding needs the TLS client version");
+    return 0;
+  }
   if (out == NULL) {
     *outlen = tls ? TLS_PREMASTER_LEN : k;
     return 1;

@@ -5,6 +5,7 @@
  * channel (the core's error upcalls, nothing else).
  */
 #include <errno.h>
+#include <pthread.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -23,6 +24,12 @@ static OSSL_FUNC_core_get_params_fn *c_get_params;
 static OSSL_FUNC_core_new_error_fn *c_new_error;
 static OSSL_FUNC_core_set_error_debug_fn *c_set_error_debug;
 static OSSL_FUNC_core_vset_error_fn *c_vset_error;
+/* Errors go through the handle of a live instance: several library
+ * contexts may each load the module, and a torn-down instance's handle must
+ * never be used again. */
+static pthread_mutex_t g_handle_lock = PTHREAD_MUTEX_INITIALIZER;
+static const OSSL_CORE_HANDLE *g_handles[32];
+static size_t g_nhandles;
 static const OSSL_CORE_HANDLE *g_handle;
 
 struct smprov_ctx *smprov_global_ctx;
@@ -56,11 +63,16 @@ void smprov_err_at(const char *file, int line, const char *func, int reason, con
   }
   va_list ap;
   va_start(ap, fmt);
-  c_new_error(g_handle);
-  if (c_set_error_debug != NULL) {
-    c_set_error_debug(g_handle, file, line, func);
+  pthread_mutex_lock(&g_handle_lock);
+  const OSSL_CORE_HANDLE *h = g_handle;
+  if (h != NULL) {
+    c_new_error(h);
+    if (c_set_error_debug != NULL) {
+      c_set_error_debug(h, file, line, func);
+    }
+    c_vset_error(h, (uint32_t)reason, fmt, ap);
   }
-  c_vset_error(g_handle, (uint32_t)reason, fmt, ap);
+  pthread_mutex_unlock(&g_handle_lock);
   va_end(ap);
 }
 
@@ -278,10 +290,28 @@ static const OSSL_ITEM *prov_reasons(void *provctx) {
   return reason_strings;
 }
 
+static void forget_handle(const OSSL_CORE_HANDLE *h) {
+  pthread_mutex_lock(&g_handle_lock);
+  for (size_t i = 0; i < g_nhandles; i++) {
+    if (g_handles[i] == h) {
+      g_handles[i] = g_handles[--g_nhandles];
+      break;
+    }
+  }
+  if (g_handle == h) {
+    g_handle = g_nhandles > 0 ? g_handles[g_nhandles - 1] : NULL;
+  }
+  pthread_mutex_unlock(&g_handle_lock);
+}
+
 static void prov_teardown(void *provctx) {
   struct smprov_ctx *ctx = provctx;
   if (ctx == NULL) {
     return;
+  }
+  forget_handle(ctx->handle);
+  if (smprov_global_ctx == ctx) {
+    smprov_global_ctx = NULL;
   }
   OSSL_PROVIDER_unload(ctx->priv_default);
   OSSL_LIB_CTX_free(ctx->priv);
@@ -319,19 +349,29 @@ int OSSL_provider_init(const OSSL_CORE_HANDLE *handle, const OSSL_DISPATCH *in,
       break;
     }
   }
+  pthread_mutex_lock(&g_handle_lock);
+  if (g_nhandles == sizeof(g_handles) / sizeof(g_handles[0])) {
+    pthread_mutex_unlock(&g_handle_lock);
+    return 0; /* 32 live instances of this module in one process */
+  }
+  g_handles[g_nhandles++] = handle;
   g_handle = handle;
+  pthread_mutex_unlock(&g_handle_lock);
   if (secmem_init() != 0) {
     SMPROV_ERR_SECMEM("secmem_init");
+    forget_handle(handle);
     return 0;
   }
   struct smprov_ctx *ctx = calloc(1, sizeof(*ctx));
   if (ctx == NULL) {
     SMPROV_ERR(SMPROV_R_SECURE_MEMORY, "out of memory");
+    forget_handle(handle);
     return 0;
   }
   ctx->handle = handle;
   if (!configure(ctx)) {
     free(ctx);
+    forget_handle(handle);
     return 0;
   }
   ctx->priv = OSSL_LIB_CTX_new();
@@ -347,3 +387,8 @@ int OSSL_provider_init(const OSSL_CORE_HANDLE *handle, const OSSL_DISPATCH *in,
   *out = prov_dispatch;
   return 1;
 }
+
+/* When the module itself is unloaded (the last dlclose, or process exit):
+ * no thread-exit hook or timer of libsecmem may outlive its code, and no
+ * page it mapped may stay behind. */
+__attribute__((destructor)) static void smprov_unload(void) { secmem_shutdown(); }

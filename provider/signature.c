@@ -37,6 +37,8 @@ struct sigctx {
   int saltlen;         /* RSA_PSS_SALTLEN_* or a length */
   EVP_MD *mgf1;
   int min_saltlen;     /* RSA-PSS key restriction, -1 if none */
+  EVP_MD *restrict_md;   /* RSA-PSS key restriction: the only digest, or NULL */
+  EVP_MD *restrict_mgf1; /* and the only MGF1 digest */
   char propq[128];
 };
 
@@ -87,6 +89,8 @@ static void sig_freectx(void *vctx) {
   smprov_key_free(c->key);
   EVP_MD_free(c->md);
   EVP_MD_free(c->mgf1);
+  EVP_MD_free(c->restrict_md);
+  EVP_MD_free(c->restrict_mgf1);
   EVP_MD_CTX_free(c->mdctx);
   free(c);
 }
@@ -119,6 +123,12 @@ static void *sig_dupctx(void *vctx) {
   if (c->mgf1 != NULL) {
     EVP_MD_up_ref(c->mgf1);
   }
+  if (c->restrict_md != NULL) {
+    EVP_MD_up_ref(c->restrict_md);
+  }
+  if (c->restrict_mgf1 != NULL) {
+    EVP_MD_up_ref(c->restrict_mgf1);
+  }
   return c;
 }
 
@@ -131,6 +141,15 @@ static int set_md(struct sigctx *c, EVP_MD **slot, const char *name) {
   }
   if (md == NULL) {
     SMPROV_ERR(SMPROV_R_BAD_PARAMETER, "unknown digest \"%s\"", name);
+    return 0;
+  }
+  /* An RSA-PSS key restricted to a digest (and an MGF1 digest) signs with
+   * those and no others. */
+  const EVP_MD *only = slot == &c->md ? c->restrict_md : slot == &c->mgf1 ? c->restrict_mgf1 : NULL;
+  if (only != NULL && !EVP_MD_is_a(md, EVP_MD_get0_name(only))) {
+    SMPROV_ERR(SMPROV_R_BAD_PARAMETER, "this RSA-PSS key is restricted to %s%s, not %s",
+               slot == &c->mgf1 ? "MGF1 with " : "", EVP_MD_get0_name(only), name);
+    EVP_MD_free(md);
     return 0;
   }
   EVP_MD_free(*slot);
@@ -231,7 +250,74 @@ static const OSSL_PARAM *sig_settable_ctx_params(void *vctx, void *provctx) {
   return c != NULL && c->alg == SIG_RSA ? rsa : other;
 }
 
-/* The DER AlgorithmIdentifier of this signature, when it has a fixed one. */
+/* The salt length a PSS signature by this context uses, in bytes. */
+static int pss_salt_bytes(const struct sigctx *c) {
+  int hlen = EVP_MD_get_size(c->md);
+  int em = (EVP_PKEY_get_bits(c->key->pub) - 1 + 7) / 8; /* emLen of RFC 8017 */
+  switch (c->saltlen) {
+  case RSA_PSS_SALTLEN_DIGEST:
+    return hlen;
+  case RSA_PSS_SALTLEN_MAX:
+  case RSA_PSS_SALTLEN_AUTO: /* when signing, auto means the maximum */
+    return em - hlen - 2;
+  default:
+    return c->saltlen;
+  }
+}
+
+/* RSASSA-PSS AlgorithmIdentifier (RFC 4055): the parameters state the
+ * digest, MGF1 digest and salt length, each left out when it is the
+ * default (SHA-1, SHA-1, 20). */
+static int pss_algorithm_id(const struct sigctx *c, unsigned char *out, size_t *len) {
+  const EVP_MD *mgf1 = c->mgf1 != NULL ? c->mgf1 : c->md;
+  int salt = pss_salt_bytes(c);
+  RSA_PSS_PARAMS *pp = RSA_PSS_PARAMS_new();
+  X509_ALGOR *mgf1_alg = NULL, *alg = X509_ALGOR_new();
+  ASN1_STRING *mgf1_der = NULL, *params = NULL;
+  unsigned char *der = NULL;
+  int n = -1;
+  bool ok = pp != NULL && alg != NULL && salt >= 0;
+  if (ok && !EVP_MD_is_a(c->md, "SHA1")) {
+    ok = (pp->hashAlgorithm = X509_ALGOR_new()) != NULL &&
+         X509_ALGOR_set0(pp->hashAlgorithm, OBJ_nid2obj(EVP_MD_get_type(c->md)), V_ASN1_NULL,
+                         NULL) == 1; /* explicit NULL parameters, as OpenSSL writes them */
+  }
+  if (ok && !EVP_MD_is_a(mgf1, "SHA1")) {
+    ok = (mgf1_alg = X509_ALGOR_new()) != NULL && (pp->maskGenAlgorithm = X509_ALGOR_new()) != NULL;
+    if (ok) {
+      ok = X509_ALGOR_set0(mgf1_alg, OBJ_nid2obj(EVP_MD_get_type(mgf1)), V_ASN1_NULL, NULL) == 1 &&
+           (mgf1_der = ASN1_item_pack(mgf1_alg, ASN1_ITEM_rptr(X509_ALGOR), NULL)) != NULL &&
+           X509_ALGOR_set0(pp->maskGenAlgorithm, OBJ_nid2obj(NID_mgf1), V_ASN1_SEQUENCE,
+                           mgf1_der) == 1;
+      if (ok) {
+        mgf1_der = NULL;
+      }
+    }
+  }
+  if (ok && salt != 20) {
+    ok = (pp->saltLength = ASN1_INTEGER_new()) != NULL && ASN1_INTEGER_set(pp->saltLength, salt) == 1;
+  }
+  ok = ok && (params = ASN1_item_pack(pp, ASN1_ITEM_rptr(RSA_PSS_PARAMS), NULL)) != NULL &&
+       X509_ALGOR_set0(alg, OBJ_nid2obj(NID_rsassaPss), V_ASN1_SEQUENCE, params) == 1;
+  if (ok) {
+    params = NULL;
+    n = i2d_X509_ALGOR(alg, &der);
+  }
+  ok = ok && n > 0 && (size_t)n <= *len;
+  if (ok) {
+    memcpy(out, der, (size_t)n);
+    *len = (size_t)n;
+  }
+  OPENSSL_free(der);
+  ASN1_STRING_free(params);
+  ASN1_STRING_free(mgf1_der);
+  X509_ALGOR_free(mgf1_alg);
+  X509_ALGOR_free(alg);
+  RSA_PSS_PARAMS_free(pp);
+  return ok;
+}
+
+/* The DER AlgorithmIdentifier of this signature. */
 static int algorithm_id(const struct sigctx *c, unsigned char *out, size_t *len) {
   int sig_nid = NID_undef;
   if (c->alg == SIG_EDDSA) {
@@ -245,6 +331,8 @@ static int algorithm_id(const struct sigctx *c, unsigned char *out, size_t *len)
     if (OBJ_find_sigid_by_algs(&sig_nid, EVP_MD_get_type(c->md), NID_rsaEncryption) != 1) {
       return 0;
     }
+  } else if (c->md != NULL && c->alg == SIG_RSA && c->pad == RSA_PKCS1_PSS_PADDING) {
+    return pss_algorithm_id(c, out, len);
   } else {
     return 0;
   }
@@ -269,7 +357,7 @@ static int sig_get_ctx_params(void *vctx, OSSL_PARAM params[]) {
   struct sigctx *c = vctx;
   OSSL_PARAM *p;
   if ((p = OSSL_PARAM_locate(params, OSSL_SIGNATURE_PARAM_ALGORITHM_ID)) != NULL) {
-    unsigned char der[128];
+    unsigned char der[256];
     size_t len = sizeof(der);
     if (!algorithm_id(c, der, &len) || !OSSL_PARAM_set_octet_string(p, der, len)) {
       return 0;
@@ -280,15 +368,32 @@ static int sig_get_ctx_params(void *vctx, OSSL_PARAM params[]) {
     return 0;
   }
   if (c->alg == SIG_RSA) {
-    if ((p = OSSL_PARAM_locate(params, OSSL_SIGNATURE_PARAM_PAD_MODE)) != NULL &&
-        !OSSL_PARAM_set_int(p, c->pad)) {
-      return 0;
+    if ((p = OSSL_PARAM_locate(params, OSSL_SIGNATURE_PARAM_PAD_MODE)) != NULL) {
+      const char *name = c->pad == RSA_PKCS1_PSS_PADDING ? OSSL_PKEY_RSA_PAD_MODE_PSS
+                         : c->pad == RSA_NO_PADDING      ? OSSL_PKEY_RSA_PAD_MODE_NONE
+                                                         : OSSL_PKEY_RSA_PAD_MODE_PKCSV15;
+      if (p->data_type == OSSL_PARAM_UTF8_STRING ? !OSSL_PARAM_set_utf8_string(p, name)
+                                                 : !OSSL_PARAM_set_int(p, c->pad)) {
+        return 0;
+      }
     }
-    if ((p = OSSL_PARAM_locate(params, OSSL_SIGNATURE_PARAM_PSS_SALTLEN)) != NULL &&
-        !OSSL_PARAM_set_int(p, c->saltlen)) {
-      return 0;
+    if ((p = OSSL_PARAM_locate(params, OSSL_SIGNATURE_PARAM_PSS_SALTLEN)) != NULL) {
+      char num[16];
+      const char *name = c->saltlen == RSA_PSS_SALTLEN_DIGEST ? OSSL_PKEY_RSA_PSS_SALT_LEN_DIGEST
+                         : c->saltlen == RSA_PSS_SALTLEN_MAX  ? OSSL_PKEY_RSA_PSS_SALT_LEN_MAX
+                         : c->saltlen == RSA_PSS_SALTLEN_AUTO ? OSSL_PKEY_RSA_PSS_SALT_LEN_AUTO
+                                                              : NULL;
+      if (name == NULL) {
+        snprintf(num, sizeof(num), "%d", c->saltlen);
+        name = num;
+      }
+      if (p->data_type == OSSL_PARAM_UTF8_STRING ? !OSSL_PARAM_set_utf8_string(p, name)
+                                                 : !OSSL_PARAM_set_int(p, c->saltlen)) {
+        return 0;
+      }
     }
     if ((p = OSSL_PARAM_locate(params, OSSL_SIGNATURE_PARAM_MGF1_DIGEST)) != NULL &&
+        (c->mgf1 != NULL || c->md != NULL) &&
         !OSSL_PARAM_set_utf8_string(p, EVP_MD_get0_name(c->mgf1 != NULL ? c->mgf1 : c->md))) {
       return 0;
     }
@@ -300,8 +405,8 @@ static const OSSL_PARAM *sig_gettable_ctx_params(void *vctx, void *provctx) {
   static const OSSL_PARAM gettable[] = {
       OSSL_PARAM_octet_string(OSSL_SIGNATURE_PARAM_ALGORITHM_ID, NULL, 0),
       OSSL_PARAM_utf8_string(OSSL_SIGNATURE_PARAM_DIGEST, NULL, 0),
-      OSSL_PARAM_int(OSSL_SIGNATURE_PARAM_PAD_MODE, NULL),
-      OSSL_PARAM_int(OSSL_SIGNATURE_PARAM_PSS_SALTLEN, NULL),
+      OSSL_PARAM_utf8_string(OSSL_SIGNATURE_PARAM_PAD_MODE, NULL, 0),
+      OSSL_PARAM_utf8_string(OSSL_SIGNATURE_PARAM_PSS_SALTLEN, NULL, 0),
       OSSL_PARAM_utf8_string(OSSL_SIGNATURE_PARAM_MGF1_DIGEST, NULL, 0),
       OSSL_PARAM_END};
   (void)vctx;
@@ -329,22 +434,28 @@ static int apply_pss_restrictions(struct sigctx *c) {
   char md[64] = "", mgf1[64] = "";
   int salt = -1;
   c->pad = RSA_PKCS1_PSS_PADDING;
+  EVP_MD_free(c->restrict_md);
+  EVP_MD_free(c->restrict_mgf1);
+  c->restrict_md = c->restrict_mgf1 = NULL;
+  c->min_saltlen = -1;
   if (EVP_PKEY_get_utf8_string_param(c->key->pub, OSSL_PKEY_PARAM_RSA_DIGEST, md, sizeof(md),
-                                     NULL) == 1 &&
-      md[0] != '\0' && !set_md(c, &c->md, md)) {
-    return 0;
+                                     NULL) != 1 ||
+      md[0] == '\0') {
+    return 1; /* an unrestricted RSA-PSS key */
   }
   if (EVP_PKEY_get_utf8_string_param(c->key->pub, OSSL_PKEY_PARAM_RSA_MGF1_DIGEST, mgf1,
                                      sizeof(mgf1), NULL) != 1 ||
       mgf1[0] == '\0') {
-    /* A restricted key that names no MGF1 digest has RFC 4055's default. */
-    snprintf(mgf1, sizeof(mgf1), "%s", md[0] != '\0' ? "SHA1" : "");
+    snprintf(mgf1, sizeof(mgf1), "SHA1"); /* RFC 4055's default for a restricted key */
   }
-  if (mgf1[0] != '\0' && !set_md(c, &c->mgf1, mgf1)) {
+  if (!set_md(c, &c->md, md) || !set_md(c, &c->mgf1, mgf1)) {
     return 0;
   }
-  if (EVP_PKEY_get_int_param(c->key->pub, OSSL_PKEY_PARAM_RSA_PSS_SALTLEN, &salt) == 1 &&
-      md[0] != '\0') {
+  EVP_MD_up_ref(c->md);
+  EVP_MD_up_ref(c->mgf1);
+  c->restrict_md = c->md;
+  c->restrict_mgf1 = c->mgf1;
+  if (EVP_PKEY_get_int_param(c->key->pub, OSSL_PKEY_PARAM_RSA_PSS_SALTLEN, &salt) == 1) {
     c->min_saltlen = salt;
     c->saltlen = salt;
   }

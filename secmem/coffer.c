@@ -406,6 +406,23 @@ void secmem_i_coffer_fork_child(void) {
   atomic_store(&g_timer_restart, was_running && g_timer_interval_ms > 0);
 }
 
+void secmem_i_coffer_shutdown(void) {
+  secmem_rekey_stop();
+  pthread_mutex_lock(&g_create);
+  pthread_mutex_lock(&g_write);
+  struct secmem_buf *left = atomic_load(&g_left);
+  if (left != NULL) {
+    secmem_i_guarded_destroy(left, "coffer (shutdown)");
+    secmem_i_guarded_destroy(g_right, "coffer (shutdown)");
+    secmem_i_guarded_destroy(g_work, "coffer (shutdown)");
+    atomic_store(&g_left, NULL);
+    g_right = g_work = NULL;
+    atomic_fetch_add(&g_epoch, 1); /* enclaves of before can never open */
+  }
+  pthread_mutex_unlock(&g_write);
+  pthread_mutex_unlock(&g_create);
+}
+
 void secmem_i_coffer_init(void) {
   pthread_cond_destroy(&g_timer_cv);
   pthread_cond_destroy(&g_timer_idle);

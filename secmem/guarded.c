@@ -586,6 +586,34 @@ void secmem_i_guarded_purge(int kind) {
   unlock();
 }
 
+void secmem_i_guarded_shutdown(void) {
+  secmem_i_guarded_purge(-1); /* wipes every live region */
+  lock();
+  /* Give back every reservation (purged buffers keep theirs until
+   * destroyed), then the handle slabs and the canary template. */
+  size_t n = atomic_load(&g_nslabs);
+  for (size_t i = 0; i < n; i++) {
+    unsigned char *slab = atomic_load(&g_slabs[i]);
+    for (size_t j = 0; j < handles_per_slab() && (i + 1 < n || j < g_slab_used); j++) {
+      struct secmem_buf *h = (struct secmem_buf *)(void *)(slab + j * sizeof(struct secmem_buf));
+      if (h->magic == SECMEM_I_BUF_MAGIC && atomic_load(&h->state) == SECMEM_I_PURGED) {
+        (void)secmem_i_page_release(h->base, h->total_len);
+      }
+    }
+    (void)secmem_i_page_release(slab, SLAB_LEN);
+    atomic_store(&g_slabs[i], NULL);
+  }
+  atomic_store(&g_nslabs, 0);
+  g_slab_used = 0;
+  g_free_head = g_free_tail = NULL;
+  g_free_count = 0;
+  g_bytes_mapped = g_bytes_locked = g_bytes_unlocked = g_bytes_secret = 0;
+  if (g_canary_tmpl != NULL) {
+    (void)secmem_i_page_release(g_canary_tmpl, 2 * secmem_i_page_size());
+  }
+  unlock();
+}
+
 size_t secmem_i_guarded_report_leaks(void) {
   size_t n = 0;
   lock();

@@ -475,6 +475,27 @@ void secmem_i_heap_wipe_all(void) {
   pthread_mutex_unlock(&g_lock);
 }
 
+void secmem_i_heap_shutdown(void) {
+  pthread_mutex_lock(&g_lock);
+  while (g_narenas > 0) {
+    struct arena *a = g_sorted[g_narenas - 1];
+    a->used = 0;
+    arena_release(a); /* wipes and unmaps, allocations or not */
+  }
+  for (size_t i = 0; i < g_nlarge; i++) {
+    secmem_i_guarded_destroy(g_large[i], "secure heap (shutdown)");
+  }
+  free(g_large);
+  free(g_large_len);
+  free(g_sorted);
+  g_large = NULL;
+  g_large_len = NULL;
+  g_sorted = NULL;
+  g_nlarge = g_large_cap = g_sorted_cap = 0;
+  g_bytes_held = g_bytes_in_use = g_slots_in_use = 0;
+  pthread_mutex_unlock(&g_lock);
+}
+
 void secmem_i_heap_fork_prepare(void) { pthread_mutex_lock(&g_lock); }
 
 void secmem_i_heap_fork_parent(void) { pthread_mutex_unlock(&g_lock); }

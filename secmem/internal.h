@@ -129,6 +129,8 @@ struct secmem_buf *secmem_i_guarded_validate(const struct secmem_buf *b, const c
 void secmem_i_guarded_purge(int kind);
 /* Report user buffers never destroyed to stderr; returns how many. */
 size_t secmem_i_guarded_report_leaks(void);
+/* Wipe and unmap everything, handle slabs included. */
+void secmem_i_guarded_shutdown(void);
 void secmem_i_guarded_stats(secmem_stats *out);
 void secmem_i_guarded_policy_set(int policy);
 int secmem_i_guarded_policy_get(void);
@@ -164,6 +166,7 @@ void secmem_i_stack_scrub(void);
 /* The calling thread's scratch area in slot, at least len bytes, read-write,
  * or NULL with a message. A larger len replaces (and wipes) the area. */
 unsigned char *secmem_i_scratch(int slot, size_t len);
+void secmem_i_scratch_shutdown(void);
 void secmem_i_scratch_fork_prepare(void);
 void secmem_i_scratch_fork_parent(void);
 void secmem_i_scratch_fork_child(void);
@@ -188,6 +191,7 @@ uint64_t secmem_i_coffer_rekeys(void);
 int secmem_i_coffer_snapshot(unsigned char left[SECMEM_I_KEY_LEN],
                              unsigned char right[SECMEM_I_KEY_LEN]);
 void secmem_i_coffer_init(void);
+void secmem_i_coffer_shutdown(void);
 void secmem_i_coffer_fork_prepare(void);
 void secmem_i_coffer_fork_parent(void);
 void secmem_i_coffer_fork_child(void);
@@ -215,6 +219,7 @@ void secmem_i_enclave_counts(uint64_t *opens, uint64_t *failures);
 
 /* Wipe every allocation's contents (purge); allocations stay valid. */
 void secmem_i_heap_wipe_all(void);
+void secmem_i_heap_shutdown(void);
 void secmem_i_heap_fork_prepare(void);
 void secmem_i_heap_fork_parent(void);
 void secmem_i_heap_fork_child(void);

@@ -132,6 +132,14 @@ void secmem_purge(void) {
   secmem_i_coffer_reset();
 }
 
+void secmem_shutdown(void) {
+  pthread_once(&g_init_once, init_once);
+  secmem_i_coffer_shutdown();
+  secmem_i_scratch_shutdown();
+  secmem_i_heap_shutdown();
+  secmem_i_guarded_shutdown();
+}
+
 void secmem_safe_exit(int status) {
   secmem_purge();
   exit(status);

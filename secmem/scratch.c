@@ -69,7 +69,9 @@ static void thread_end(void *p) {
   }
 }
 
-static void make_key(void) { (void)pthread_key_create(&g_key, thread_end); }
+static bool g_key_made;
+
+static void make_key(void) { g_key_made = pthread_key_create(&g_key, thread_end) == 0; }
 
 unsigned char *secmem_i_scratch(int slot, size_t len) {
   struct secmem_buf *b = t_areas.slot[slot];
@@ -112,6 +114,25 @@ void secmem_scratch_wipe(void) {
   struct secmem_buf *b = t_areas.slot[SECMEM_I_SCRATCH_USER];
   if (b != NULL) {
     secmem_wipe(b->data, b->len);
+  }
+}
+
+void secmem_i_scratch_shutdown(void) {
+  /* No thread-exit hook may point into code that is about to go away. */
+  if (g_key_made) {
+    pthread_key_delete(g_key);
+  }
+  pthread_mutex_lock(&g_mu);
+  for (size_t i = 0; i < g_count; i++) {
+    secmem_i_guarded_destroy(g_all[i], "scratch (shutdown)");
+  }
+  g_count = 0;
+  free(g_all);
+  g_all = NULL;
+  g_cap = 0;
+  pthread_mutex_unlock(&g_mu);
+  for (int s = 0; s < SECMEM_I_SCRATCH_SLOTS; s++) {
+    t_areas.slot[s] = NULL;
   }
 }
 
