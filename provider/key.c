@@ -139,3 +139,11 @@ struct smprov_key *smprov_key_from_reference(const void *ref, size_t ref_sz) {
   }
   return k;
 }
+
+void smprov_key_registry_free(void) {
+  pthread_mutex_lock(&g_reg_lock);
+  free(g_reg);
+  g_reg = NULL;
+  g_reg_len = g_reg_cap = 0;
+  pthread_mutex_unlock(&g_reg_lock);
+}

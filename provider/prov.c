@@ -391,4 +391,7 @@ int OSSL_provider_init(const OSSL_CORE_HANDLE *handle, const OSSL_DISPATCH *in,
 /* When the module itself is unloaded (the last dlclose, or process exit):
  * no thread-exit hook or timer of libsecmem may outlive its code, and no
  * page it mapped may stay behind. */
-__attribute__((destructor)) static void smprov_unload(void) { secmem_shutdown(); }
+__attribute__((destructor)) static void smprov_unload(void) {
+  smprov_key_registry_free();
+  secmem_shutdown();
+}

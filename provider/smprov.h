@@ -105,6 +105,8 @@ struct smprov_key *smprov_key_ref(struct smprov_key *k);
 /* True when k is a live key object of ours (checked against the registry
  * before anything is dereferenced). */
 bool smprov_key_is_live(const void *k);
+/* Free the registry itself (the module is being unloaded). */
+void smprov_key_registry_free(void);
 
 /* A reference handed through OpenSSL (OSSL_OBJECT_PARAM_REFERENCE): a
  * distinctive size and a magic, checked against the registry in load(). */
