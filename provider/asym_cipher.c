@@ -204,7 +204,7 @@ static const OSSL_PARAM *ciph_gettable_ctx_params(void *vctx, void *provctx) {
 
 static int init(struct ciphctx *c, void *provkey, const OSSL_PARAM params[], bool decrypting) {
   struct smprov_key *k = provkey;
-  if (k == NULL || !smprov_key_is_live(k) || k->type != SMPROV_RSA || k->pub == NULL) {
+  if (!smprov_key_ok(k) || k->type != SMPROV_RSA || k->pub == NULL) {
     SMPROV_ERR(SMPROV_R_BAD_KEY, "RSA encryption needs an RSA key");
     return 0;
   }

@@ -75,7 +75,7 @@ static bool fits(const struct exchctx *c, const struct smprov_key *k) {
 static int exch_init(void *vctx, void *provkey, const OSSL_PARAM params[]) {
   struct exchctx *c = vctx;
   struct smprov_key *k = provkey;
-  if (k == NULL || !smprov_key_is_live(k) || !fits(c, k) || k->pub == NULL) {
+  if (!smprov_key_ok(k) || !fits(c, k) || k->pub == NULL) {
     SMPROV_ERR(SMPROV_R_BAD_KEY, "this key cannot be used for this key exchange");
     return 0;
   }
@@ -91,7 +91,7 @@ static int exch_init(void *vctx, void *provkey, const OSSL_PARAM params[]) {
 static int exch_set_peer(void *vctx, void *provkey) {
   struct exchctx *c = vctx;
   struct smprov_key *p = provkey;
-  if (p == NULL || !smprov_key_is_live(p) || p->pub == NULL || c->key == NULL ||
+  if (!smprov_key_ok(p) || p->pub == NULL || c->key == NULL ||
       p->type != c->key->type) {
     SMPROV_ERR(SMPROV_R_BAD_KEY, "the peer key is not of this key's type");
     return 0;

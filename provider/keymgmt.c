@@ -68,9 +68,26 @@ int smprov_km_validate(const void *keydata, int selection, int checktype) {
   return ok;
 }
 
+/* Whether params carry a private key at all: OpenSSL hands a foreign peer's
+ * public key over with every selection bit set. */
+static bool has_private_param(const OSSL_PARAM params[]) {
+  return OSSL_PARAM_locate_const(params, OSSL_PKEY_PARAM_PRIV_KEY) != NULL ||
+         OSSL_PARAM_locate_const(params, OSSL_PKEY_PARAM_RSA_D) != NULL;
+}
+
+static bool has_public_param(const OSSL_PARAM params[]) {
+  return OSSL_PARAM_locate_const(params, OSSL_PKEY_PARAM_PUB_KEY) != NULL ||
+         OSSL_PARAM_locate_const(params, OSSL_PKEY_PARAM_RSA_N) != NULL ||
+         OSSL_PARAM_locate_const(params, OSSL_PKEY_PARAM_ENCODED_PUBLIC_KEY) != NULL;
+}
+
 int smprov_km_import(void *keydata, int selection, const OSSL_PARAM params[]) {
   struct smprov_key *k = keydata;
-  bool private = (selection & OSSL_KEYMGMT_SELECT_PRIVATE_KEY) != 0;
+  bool private = (selection & OSSL_KEYMGMT_SELECT_PRIVATE_KEY) != 0 && has_private_param(params);
+  if ((selection & OSSL_KEYMGMT_SELECT_KEYPAIR) != 0 && !private && !has_public_param(params)) {
+    SMPROV_ERR(SMPROV_R_BAD_KEY, "no %s key in the parameters to import", smprov_type_name(k->type));
+    return 0;
+  }
   EVP_PKEY_CTX *ctx = EVP_PKEY_CTX_new_from_name(k->prov->priv, smprov_type_name(k->type), NULL);
   EVP_PKEY *full = NULL;
   int sel = private ? EVP_PKEY_KEYPAIR : EVP_PKEY_PUBLIC_KEY;

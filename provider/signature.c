@@ -464,7 +464,7 @@ static int apply_pss_restrictions(struct sigctx *c) {
 
 static int init(struct sigctx *c, void *provkey, const OSSL_PARAM params[], bool signing) {
   struct smprov_key *k = provkey;
-  if (k == NULL || !smprov_key_is_live(k) || k->pub == NULL || !key_fits(c, k)) {
+  if (!smprov_key_ok(k) || k->pub == NULL || !key_fits(c, k)) {
     SMPROV_ERR(SMPROV_R_BAD_KEY, "this key cannot be used for this signature");
     return 0;
   }
@@ -561,19 +561,8 @@ static int rsa_sign_digest(struct sigctx *c, unsigned char *sig, size_t *siglen,
       SMPROV_ERR(SMPROV_R_BAD_PARAMETER, "PSS signing needs a digest of the digest's size");
       return 0;
     }
-    /* The encoding needs only the modulus: a public RSA from the key. */
-    BIGNUM *n = NULL, *e = NULL;
-    RSA *pub = RSA_new();
-    if (pub != NULL && EVP_PKEY_get_bn_param(c->key->pub, OSSL_PKEY_PARAM_RSA_N, &n) == 1 &&
-        EVP_PKEY_get_bn_param(c->key->pub, OSSL_PKEY_PARAM_RSA_E, &e) == 1 &&
-        RSA_set0_key(pub, n, e, NULL) == 1) {
-      n = e = NULL;
-      ok = RSA_padding_add_PKCS1_PSS_mgf1(pub, em, dgst, c->md, c->mgf1 != NULL ? c->mgf1 : c->md,
-                                          c->saltlen) == 1;
-    }
-    BN_free(n);
-    BN_free(e);
-    RSA_free(pub);
+    ok = smprov_rsa_pss_encode(c->key, em, dgst, c->md, c->mgf1 != NULL ? c->mgf1 : c->md,
+                               c->saltlen);
   }
   if (!ok) {
     SMPROV_ERR(SMPROV_R_OPERATION_FAILED, "RSA signature encoding failed");

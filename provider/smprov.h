@@ -103,8 +103,13 @@ struct smprov_key *smprov_key_new(struct smprov_ctx *prov, enum smprov_type type
 void smprov_key_free(struct smprov_key *k);
 struct smprov_key *smprov_key_ref(struct smprov_key *k);
 /* True when k is a live key object of ours (checked against the registry
- * before anything is dereferenced). */
+ * before anything is dereferenced): for pointers from outside. */
 bool smprov_key_is_live(const void *k);
+/* The check for keydata the core hands an operation, which OpenSSL
+ * guarantees came from our own key management: its magic. O(1). */
+static inline bool smprov_key_ok(const struct smprov_key *k) {
+  return k != NULL && k->magic == SMPROV_KEY_MAGIC;
+}
 /* Free the registry itself (the module is being unloaded). */
 void smprov_key_registry_free(void);
 
@@ -146,6 +151,10 @@ int smprov_unseal_ecdh(const struct smprov_key *k, EVP_PKEY *peer, int cofactor,
 int smprov_unseal_rsa_private(const struct smprov_key *k, unsigned char *out,
                               const unsigned char *in, size_t len);
 void smprov_precomp_free(struct smprov_precomp *pre);
+/* EMSA-PSS encoding for k's modulus (public work on the cached public
+ * key). 1 or 0. */
+int smprov_rsa_pss_encode(const struct smprov_key *k, unsigned char *em, const unsigned char *mhash,
+                          const EVP_MD *md, const EVP_MD *mgf1, int saltlen);
 /* Give dst an independent sealed copy of src's private part. 1 or 0. */
 int smprov_unseal_dup_private(const struct smprov_key *src, struct smprov_key *dst);
 /* Check the private part (and that it matches the public part). 1 or 0. */

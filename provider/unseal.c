@@ -52,6 +52,7 @@ struct smprov_precomp {
   BN_MONT_CTX *mont_n;
   BIGNUM *blind_a, *blind_ai;
   unsigned uses;
+  RSA *pub_rsa; /* public only: what PSS encoding needs */
 };
 
 void smprov_precomp_free(struct smprov_precomp *pre) {
@@ -65,6 +66,7 @@ void smprov_precomp_free(struct smprov_precomp *pre) {
   BN_MONT_CTX_free(pre->mont_n);
   BN_clear_free(pre->blind_a);
   BN_clear_free(pre->blind_ai);
+  RSA_free(pre->pub_rsa);
   free(pre);
 }
 
@@ -614,7 +616,16 @@ static struct smprov_precomp *rsa_precomp(struct smprov_key *k, BN_CTX *bctx) {
     if (pre != NULL && EVP_PKEY_get_bn_param(k->pub, OSSL_PKEY_PARAM_RSA_N, &pre->n) == 1 &&
         EVP_PKEY_get_bn_param(k->pub, OSSL_PKEY_PARAM_RSA_E, &pre->e) == 1 &&
         (pre->mont_n = BN_MONT_CTX_new()) != NULL &&
-        BN_MONT_CTX_set(pre->mont_n, pre->n, bctx) == 1) {
+        BN_MONT_CTX_set(pre->mont_n, pre->n, bctx) == 1 && (pre->pub_rsa = RSA_new()) != NULL) {
+      BIGNUM *n = BN_dup(pre->n), *e = BN_dup(pre->e);
+      if (n == NULL || e == NULL || RSA_set0_key(pre->pub_rsa, n, e, NULL) != 1) {
+        BN_free(n);
+        BN_free(e);
+        smprov_precomp_free(pre);
+        pre = NULL;
+      }
+    }
+    if (pre != NULL && pre->pub_rsa != NULL && RSA_get0_n(pre->pub_rsa) != NULL) {
       k->pre = pre;
     } else {
       smprov_precomp_free(pre);
@@ -757,4 +768,14 @@ int smprov_unseal_check_private(const struct smprov_key *k) {
                smprov_type_name(k->type));
   }
   return ok;
+}
+
+int smprov_rsa_pss_encode(const struct smprov_key *ck, unsigned char *em, const unsigned char *mhash,
+                          const EVP_MD *md, const EVP_MD *mgf1, int saltlen) {
+  struct smprov_key *k = (struct smprov_key *)ck;
+  BN_CTX *bctx = BN_CTX_new_ex(k->prov->priv);
+  struct smprov_precomp *pre = bctx != NULL ? rsa_precomp(k, bctx) : NULL;
+  BN_CTX_free(bctx);
+  /* Public data only: the modulus fixes the encoding's length. */
+  return pre != NULL && RSA_padding_add_PKCS1_PSS_mgf1(pre->pub_rsa, em, mhash, md, mgf1, saltlen) == 1;
 }

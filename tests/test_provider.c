@@ -1067,6 +1067,16 @@ static void exchange_both_ways(const char *name, int cofactor) {
   CU_ASSERT_TRUE_FATAL(derive(t->sm, t->other, cofactor, s1, &l1));
   CU_ASSERT_TRUE_FATAL(derive(t->other, t->ref, cofactor, s3, &l3));
   CU_ASSERT_TRUE(l1 == l3 && memcmp(s1, s3, l1) == 0);
+  /* A real peer is public only (as from d2i_PUBKEY): the same secret.
+   * (Regression: such a peer, imported with every selection bit set, was
+   * once taken for a private key.) */
+  EVP_PKEY *pub_peer = import_as(t->other, t->alg, "provider=default", EVP_PKEY_PUBLIC_KEY);
+  CU_ASSERT_PTR_NOT_NULL_FATAL(pub_peer);
+  unsigned char s5[128];
+  size_t l5 = sizeof(s5);
+  CU_ASSERT_TRUE(derive(t->sm, pub_peer, cofactor, s5, &l5));
+  CU_ASSERT_TRUE(l5 == l1 && memcmp(s5, s1, l1) == 0);
+  EVP_PKEY_free(pub_peer);
   /* A documented limit: a secmem key cannot be the peer of another
    * provider's exchange. OpenSSL 3.0's EVP_PKEY_derive_set_peer exports the
    * peer with the selection that EVP_PKEY_KEYPAIR also uses, and a sealed
