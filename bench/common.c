@@ -1,5 +1,8 @@
 /*
- * common.c - owns the helpers shared by the benchmarks (see common.h).
+ * common.c - owns the helpers every benchmark shares (see common.h): the
+ * clock, the timed loop, the median, number formatting, dying. It depends
+ * on nothing but libc, so a benchmark that loads libsecmem only inside the
+ * provider module can use it too.
  */
 #include "common.h"
 
@@ -7,11 +10,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/utsname.h>
 #include <time.h>
 
-#include <secmem.h>
-#include <sodium.h>
 
 double now_seconds(void) {
   struct timespec ts;
@@ -31,7 +31,6 @@ void die(const char *what, const char *why) {
   exit(1);
 }
 
-void die_secmem(const char *what) { die(what, secmem_last_error()); }
 
 void die_errno(const char *what) { die(what, strerror(errno)); }
 
@@ -81,25 +80,4 @@ void format_size(char *out, size_t out_len, size_t size) {
   } else {
     snprintf(out, out_len, "%zu B", size);
   }
-}
-
-void print_header(const char *name, const char *extra, double seconds, const char *note) {
-  char date[64] = "unknown date";
-  time_t t = time(NULL);
-  struct tm tm;
-  if (gmtime_r(&t, &tm) != NULL) {
-    strftime(date, sizeof(date), "%Y-%m-%d %H:%M UTC", &tm);
-  }
-  struct utsname u;
-  char kernel[3 * sizeof(u.release)] = "unknown kernel";
-  if (uname(&u) == 0) {
-    snprintf(kernel, sizeof(kernel), "%s %s %s", u.sysname, u.release, u.machine);
-  }
-  printf("%s %s: libsecmem %s, libsodium %s, %s%s%s, median of %d rounds x %.2f s per case%s\n\n",
-         name, date, secmem_version(), sodium_version_string(), extra != NULL ? extra : "",
-         extra != NULL ? ", " : "", kernel, ROUNDS, seconds, note != NULL ? note : "");
-  const char *backing = secmem_get_backing() == SECMEM_BACKING_ANON ? "anonymous pages"
-                        : secmem_secret_backing_available()        ? "memfd_secret (default AUTO)"
-                                                                   : "anonymous pages (AUTO: no memfd_secret)";
-  printf("secmem backing: %s\n\n", backing);
 }

@@ -31,8 +31,9 @@ void format_count(char *out, size_t out_len, double v);
 /* A size as "32 B" or "4 KiB". */
 void format_size(char *out, size_t out_len, size_t size);
 
-/* "<name> <date>: libsecmem ..., libsodium ..., <extra>, <kernel>, median of
- * ROUNDS rounds x <seconds> s per case<note>" and the backing in use. */
+/* common_secmem.c, for the benchmarks that link libsecmem: "<name> <date>:
+ * libsecmem ..., libsodium ..., <extra>, <kernel>, median of ROUNDS rounds x
+ * <seconds> s per case<note>" and the backing in use. */
 void print_header(const char *name, const char *extra, double seconds, const char *note);
 
 #endif
