@@ -12,8 +12,8 @@
  *   decrypt  EVP_PKEY_CTX_new_from_pkey + EVP_PKEY_decrypt_init_ex +
  *            EVP_PKEY_decrypt of a 32-byte secret + free
  *   derive   EVP_PKEY_CTX_new_from_pkey + EVP_PKEY_derive_init +
- *            EVP_PKEY_derive_set_peer (a full default key, see
- *            setup_op) + EVP_PKEY_derive + free
+ *            EVP_PKEY_derive_set_peer (a public-only default key, as a
+ *            TLS key share) + EVP_PKEY_derive + free
  *   TLS      one full TLS 1.3 handshake over a BIO pair: new client and
  *            server SSL objects every time, no tickets, no session cache.
  *            Server SSL_CTX: the key from one side and a self-signed
@@ -240,7 +240,7 @@ static const struct op g_ops[] = {
 struct op_data {
   const struct op *op;
   EVP_PKEY *key[NSIDES];
-  EVP_PKEY *peer;                    /* derive: a default key */
+  EVP_PKEY *peer;                    /* derive: a public-only default key */
   unsigned char expect[64];          /* derive: the shared secret; decrypt: the plaintext */
   size_t expect_len;
   unsigned char ct[512];             /* decrypt: the ciphertext */
@@ -486,12 +486,10 @@ static void setup_op(struct op_data *d, const struct op *op, EVP_PKEY *keys[NSID
       break;
     case OP_DERIVE:
       if (s == SIDE_SECMEM) { /* the first side: set up once */
-        /* A full default key as the peer, not a public-only one: OpenSSL
-         * 3.0 exports a foreign peer into secmem's key management with
-         * every selection bit set, and secmem's import then demands a
-         * private part, so setting a public-only peer fails (a provider
-         * bug at the time of writing). */
-        d->peer = generate(op->key);
+        /* A public-only default key as the peer, as a TLS key share is. */
+        EVP_PKEY *full = generate(op->key);
+        d->peer = copy_key(full, op->key, EVP_PKEY_PUBLIC_KEY, "provider=default");
+        EVP_PKEY_free(full);
         struct op_data ref = *d;
         d->expect_len = do_derive(&ref, SIDE_DEFAULT, d->expect);
       }
