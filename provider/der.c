@@ -419,6 +419,114 @@ static struct smprov_key *pkcs8_key(struct smprov_ctx *prov, const unsigned char
   return NULL;
 }
 
+/* ---- classification, without opening anything ------------------------------------- */
+
+static const unsigned char OID_SM2[] = {0x2a, 0x81, 0x1c, 0xcf, 0x55, 0x01, 0x82, 0x2d};
+
+/* An EC key's curve, from the AlgorithmIdentifier's parameters or the
+ * ECPrivateKey's [0]: 0 when it is SM2 (a key type of its own to OpenSSL). */
+static int ec_curve_ok(const unsigned char *params, size_t params_len) {
+  struct der d = {params, params + params_len};
+  const unsigned char *oid;
+  size_t oidl;
+  if (der_peek(&d) == TAG_OID && der_expect(&d, TAG_OID, &oid, &oidl)) {
+    return !OID_IS(oid, oidl, OID_SM2);
+  }
+  return 1; /* explicit parameters: an EC key all the same */
+}
+
+/* ECPrivateKey { 1, OCTET STRING, [0] curve OPTIONAL, ... }. */
+static int ec_type(const unsigned char *der, size_t len, const unsigned char *alg_params,
+                   size_t alg_params_len) {
+  struct der outer = {der, der + len}, d;
+  const unsigned char *seq, *v, *priv, *params;
+  size_t seql, vl, privl, params_len;
+  if (!der_expect(&outer, TAG_SEQ, &seq, &seql)) {
+    return 0;
+  }
+  d = (struct der){seq, seq + seql};
+  if (!der_expect(&d, TAG_INT, &v, &vl) || vl != 1 || v[0] != 1 ||
+      !der_expect(&d, TAG_OCTSTR, &priv, &privl)) {
+    return 0;
+  }
+  if (alg_params != NULL && !ec_curve_ok(alg_params, alg_params_len)) {
+    return 0;
+  }
+  if (der_peek(&d) == TAG_CTX0 && der_expect(&d, TAG_CTX0, &params, &params_len) &&
+      !ec_curve_ok(params, params_len)) {
+    return 0;
+  }
+  return 1;
+}
+
+/* RSAPrivateKey { version 0 or 1, n, e, d, ... }: at least nine INTEGERs
+ * (an RSAPublicKey starts with n instead). Multi-prime keys count as RSA
+ * here so that loading them fails with a clear error later. */
+static int rsa_type(const unsigned char *der, size_t len) {
+  struct der outer = {der, der + len}, d;
+  const unsigned char *seq, *v;
+  size_t seql, vl;
+  if (!der_expect(&outer, TAG_SEQ, &seq, &seql)) {
+    return 0;
+  }
+  d = (struct der){seq, seq + seql};
+  if (!der_expect(&d, TAG_INT, &v, &vl) || vl != 1 || v[0] > 1) {
+    return 0;
+  }
+  for (int i = 0; i < 8; i++) {
+    if (!der_expect(&d, TAG_INT, &v, &vl)) {
+      return 0;
+    }
+  }
+  return 1;
+}
+
+int smprov_der_type(const unsigned char *der, size_t len, enum smprov_der_kind kind,
+                    enum smprov_type *type) {
+  if (kind == SMPROV_DER_RSA) {
+    *type = SMPROV_RSA;
+    return rsa_type(der, len);
+  }
+  if (kind == SMPROV_DER_EC) {
+    *type = SMPROV_EC;
+    return ec_type(der, len, NULL, 0);
+  }
+  struct der outer = {der, der + len}, d, a;
+  const unsigned char *seq, *v, *alg, *oid, *key;
+  size_t seql, vl, algl, oidl, keyl;
+  if (!der_expect(&outer, TAG_SEQ, &seq, &seql) || outer.p != outer.end) {
+    return 0;
+  }
+  d = (struct der){seq, seq + seql};
+  if (!der_expect(&d, TAG_INT, &v, &vl) || vl != 1 || v[0] > 1 ||
+      !der_expect(&d, TAG_SEQ, &alg, &algl) || !der_expect(&d, TAG_OCTSTR, &key, &keyl)) {
+    return 0;
+  }
+  a = (struct der){alg, alg + algl};
+  if (!der_expect(&a, TAG_OID, &oid, &oidl)) {
+    return 0;
+  }
+  static const struct {
+    const unsigned char *oid;
+    size_t len;
+    enum smprov_type type;
+  } algs[] = {{OID_RSA, sizeof(OID_RSA), SMPROV_RSA},
+              {OID_RSA_PSS, sizeof(OID_RSA_PSS), SMPROV_RSA_PSS},
+              {OID_EC, sizeof(OID_EC), SMPROV_EC},
+              {OID_ED25519, sizeof(OID_ED25519), SMPROV_ED25519},
+              {OID_X25519, sizeof(OID_X25519), SMPROV_X25519},
+              {OID_ED448, sizeof(OID_ED448), SMPROV_ED448},
+              {OID_X448, sizeof(OID_X448), SMPROV_X448}};
+  for (size_t i = 0; i < sizeof(algs) / sizeof(algs[0]); i++) {
+    if (oidl == algs[i].len && memcmp(oid, algs[i].oid, oidl) == 0) {
+      *type = algs[i].type;
+      return algs[i].type != SMPROV_EC ||
+             ec_type(key, keyl, a.p, (size_t)(a.end - a.p));
+    }
+  }
+  return 0;
+}
+
 struct smprov_key *smprov_der_to_key(struct smprov_ctx *prov, const unsigned char *der, size_t len,
                                      enum smprov_der_kind kind) {
   static const unsigned char rsa_alg[] = {TAG_SEQ, 13, TAG_OID, 9, 0x2a, 0x86, 0x48, 0x86,

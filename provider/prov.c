@@ -24,6 +24,9 @@ static OSSL_FUNC_core_get_params_fn *c_get_params;
 static OSSL_FUNC_core_new_error_fn *c_new_error;
 static OSSL_FUNC_core_set_error_debug_fn *c_set_error_debug;
 static OSSL_FUNC_core_vset_error_fn *c_vset_error;
+static OSSL_FUNC_BIO_read_ex_fn *c_bio_read_ex;
+static OSSL_FUNC_BIO_gets_fn *c_bio_gets;
+static OSSL_FUNC_BIO_ctrl_fn *c_bio_ctrl;
 /* Errors go through the handle of a live instance: several library
  * contexts may each load the module, and a torn-down instance's handle must
  * never be used again. */
@@ -82,6 +85,21 @@ void smprov_err_secmem_at(const char *file, int line, const char *func, const ch
   smprov_err_at(file, line, func, reason, "%s: %s", what, secmem_last_error());
 }
 
+/* ---- the core's BIOs (what decoders read) ----------------------------------- */
+
+int smprov_bio_read_ex(OSSL_CORE_BIO *bio, void *data, size_t len, size_t *got) {
+  *got = 0;
+  return c_bio_read_ex != NULL && c_bio_read_ex(bio, data, len, got);
+}
+
+int smprov_bio_gets(OSSL_CORE_BIO *bio, char *buf, int size) {
+  return c_bio_gets != NULL ? c_bio_gets(bio, buf, size) : -1;
+}
+
+int smprov_bio_ctrl(OSSL_CORE_BIO *bio, int cmd, long num, void *ptr) {
+  return c_bio_ctrl != NULL ? c_bio_ctrl(bio, cmd, num, ptr) : -1;
+}
+
 /* ---- configuration ------------------------------------------------------------ */
 
 /* One openssl.cnf entry: its allowed values, checked before anything runs. */
@@ -103,12 +121,14 @@ static int bad_value(const char *key, const char *value, const char *expected) {
 /* Read and apply the configuration. 1, or 0 with an error naming the key
  * and the value: no half-configured provider ever runs. */
 static int configure(struct smprov_ctx *ctx) {
-  char *rekey = NULL, *mlock = NULL, *memfd = NULL, *exportp = NULL, *dumps = NULL;
+  char *rekey = NULL, *mlock = NULL, *memfd = NULL, *exportp = NULL, *dumps = NULL,
+       *transparent = NULL;
   OSSL_PARAM req[] = {OSSL_PARAM_utf8_ptr("rekey_interval_ms", &rekey, 0),
                       OSSL_PARAM_utf8_ptr("mlock", &mlock, 0),
                       OSSL_PARAM_utf8_ptr("memfd_secret", &memfd, 0),
                       OSSL_PARAM_utf8_ptr("export_private", &exportp, 0),
-                      OSSL_PARAM_utf8_ptr("core_dumps", &dumps, 0), OSSL_PARAM_END};
+                      OSSL_PARAM_utf8_ptr("core_dumps", &dumps, 0),
+                      OSSL_PARAM_utf8_ptr("transparent", &transparent, 0), OSSL_PARAM_END};
   if (c_get_params != NULL && !c_get_params(g_handle, req)) {
     SMPROV_ERR(SMPROV_R_BAD_CONFIG, "secmem provider: cannot read its configuration");
     return 0;
@@ -138,6 +158,9 @@ static int configure(struct smprov_ctx *ctx) {
   if (dumps != NULL && !one_of(dumps, dump_values)) {
     return bad_value("core_dumps", dumps, "keep or disable");
   }
+  if (transparent != NULL && !one_of(transparent, yes_no)) {
+    return bad_value("transparent", transparent, "yes or no");
+  }
   /* Every value is valid: apply them. */
   secmem_set_rekey_interval(interval);
   if (secmem_set_mlock_policy(mlock != NULL && strcmp(mlock, "best-effort") == 0
@@ -158,6 +181,7 @@ static int configure(struct smprov_ctx *ctx) {
     return 0;
   }
   ctx->export_private = exportp != NULL && strcmp(exportp, "yes") == 0;
+  ctx->transparent = transparent == NULL || strcmp(transparent, "yes") == 0;
   if (dumps != NULL && strcmp(dumps, "disable") == 0 && secmem_disable_core_dumps() != 0) {
     SMPROV_ERR(SMPROV_R_BAD_CONFIG, "secmem provider: core_dumps = disable: %s",
                secmem_last_error());
@@ -238,36 +262,36 @@ static int prov_get_params(void *provctx, OSSL_PARAM params[]) {
 #define ALG(names, impl) {names, SMPROV_PROPS, impl, NULL}
 
 static const OSSL_ALGORITHM keymgmts[] = {
-    ALG("RSA:rsaEncryption:1.2.840.113549.1.1.1", smprov_keymgmt_rsa),
-    ALG("RSA-PSS:RSASSA-PSS:1.2.840.113549.1.1.10", smprov_keymgmt_rsa_pss),
-    ALG("EC:id-ecPublicKey:1.2.840.10045.2.1", smprov_keymgmt_ec),
-    ALG("ED25519:1.3.101.112", smprov_keymgmt_ecx_ed25519),
-    ALG("X25519:1.3.101.110", smprov_keymgmt_ecx_x25519),
-    ALG("ED448:1.3.101.113", smprov_keymgmt_ecx_ed448),
-    ALG("X448:1.3.101.111", smprov_keymgmt_ecx_x448),
+    ALG(SMPROV_NAMES_RSA, smprov_keymgmt_rsa),
+    ALG(SMPROV_NAMES_RSA_PSS, smprov_keymgmt_rsa_pss),
+    ALG(SMPROV_NAMES_EC, smprov_keymgmt_ec),
+    ALG(SMPROV_NAMES_ED25519, smprov_keymgmt_ecx_ed25519),
+    ALG(SMPROV_NAMES_X25519, smprov_keymgmt_ecx_x25519),
+    ALG(SMPROV_NAMES_ED448, smprov_keymgmt_ecx_ed448),
+    ALG(SMPROV_NAMES_X448, smprov_keymgmt_ecx_x448),
     {NULL, NULL, NULL, NULL}};
 
 static const OSSL_ALGORITHM signatures[] = {
-    ALG("RSA:rsaEncryption:1.2.840.113549.1.1.1", smprov_signature_rsa),
+    ALG(SMPROV_NAMES_RSA, smprov_signature_rsa),
     ALG("ECDSA", smprov_signature_ecdsa),
-    ALG("ED25519:1.3.101.112", smprov_signature_eddsa),
-    ALG("ED448:1.3.101.113", smprov_signature_eddsa),
+    ALG(SMPROV_NAMES_ED25519, smprov_signature_eddsa),
+    ALG(SMPROV_NAMES_ED448, smprov_signature_eddsa),
     {NULL, NULL, NULL, NULL}};
 
 static const OSSL_ALGORITHM keyexchs[] = {
     ALG("ECDH", smprov_keyexch_ecdh),
-    ALG("X25519:1.3.101.110", smprov_keyexch_ecx),
-    ALG("X448:1.3.101.111", smprov_keyexch_ecx),
+    ALG(SMPROV_NAMES_X25519, smprov_keyexch_ecx),
+    ALG(SMPROV_NAMES_X448, smprov_keyexch_ecx),
     {NULL, NULL, NULL, NULL}};
 
 static const OSSL_ALGORITHM asym_ciphers[] = {
-    ALG("RSA:rsaEncryption:1.2.840.113549.1.1.1", smprov_asym_cipher_rsa),
+    ALG(SMPROV_NAMES_RSA, smprov_asym_cipher_rsa),
     {NULL, NULL, NULL, NULL}};
 
 static const OSSL_ALGORITHM stores[] = {ALG("secmem", smprov_store), {NULL, NULL, NULL, NULL}};
 
 static const OSSL_ALGORITHM *prov_query(void *provctx, int operation_id, int *no_cache) {
-  (void)provctx;
+  const struct smprov_ctx *ctx = provctx;
   *no_cache = 0;
   switch (operation_id) {
   case OSSL_OP_KEYMGMT:
@@ -280,6 +304,8 @@ static const OSSL_ALGORITHM *prov_query(void *provctx, int operation_id, int *no
     return asym_ciphers;
   case OSSL_OP_STORE:
     return stores;
+  case OSSL_OP_DECODER:
+    return ctx->transparent ? smprov_decoders : NULL;
   default:
     return NULL;
   }
@@ -344,6 +370,15 @@ int OSSL_provider_init(const OSSL_CORE_HANDLE *handle, const OSSL_DISPATCH *in,
       break;
     case OSSL_FUNC_CORE_VSET_ERROR:
       c_vset_error = OSSL_FUNC_core_vset_error(in);
+      break;
+    case OSSL_FUNC_BIO_READ_EX:
+      c_bio_read_ex = OSSL_FUNC_BIO_read_ex(in);
+      break;
+    case OSSL_FUNC_BIO_GETS:
+      c_bio_gets = OSSL_FUNC_BIO_gets(in);
+      break;
+    case OSSL_FUNC_BIO_CTRL:
+      c_bio_ctrl = OSSL_FUNC_BIO_ctrl(in);
       break;
     default:
       break;

@@ -22,6 +22,15 @@
 #define SMPROV_NAME "secmem"
 #define SMPROV_PROPS "provider=secmem"
 
+/* The algorithm names of the key types, as the default provider has them. */
+#define SMPROV_NAMES_RSA "RSA:rsaEncryption:1.2.840.113549.1.1.1"
+#define SMPROV_NAMES_RSA_PSS "RSA-PSS:RSASSA-PSS:1.2.840.113549.1.1.10"
+#define SMPROV_NAMES_EC "EC:id-ecPublicKey:1.2.840.10045.2.1"
+#define SMPROV_NAMES_ED25519 "ED25519:1.3.101.112"
+#define SMPROV_NAMES_X25519 "X25519:1.3.101.110"
+#define SMPROV_NAMES_ED448 "ED448:1.3.101.113"
+#define SMPROV_NAMES_X448 "X448:1.3.101.111"
+
 /* ---- prov.c: the provider context, configuration and errors -------------- */
 
 struct smprov_ctx {
@@ -30,6 +39,7 @@ struct smprov_ctx {
                            short-lived keys and public-key work live here */
   OSSL_PROVIDER *priv_default;
   bool export_private;
+  bool transparent; /* offer the decoders (transparent loading) */
 };
 
 /* Reason codes for the error queue (strings in prov.c). */
@@ -60,6 +70,11 @@ void smprov_err_at(const char *file, int line, const char *func, int reason, con
  * a reason on the queue. what says what we were doing. */
 void smprov_err_secmem_at(const char *file, int line, const char *func, const char *what);
 #define SMPROV_ERR_SECMEM(what) smprov_err_secmem_at(__FILE__, __LINE__, __func__, (what))
+
+/* The core's BIO functions, for decoders (0 / -1 when the core lacks one). */
+int smprov_bio_read_ex(OSSL_CORE_BIO *bio, void *data, size_t len, size_t *got);
+int smprov_bio_gets(OSSL_CORE_BIO *bio, char *buf, int size);
+int smprov_bio_ctrl(OSSL_CORE_BIO *bio, int cmd, long num, void *ptr);
 
 /* Counters for the gettable status parameters. */
 extern _Atomic size_t smprov_keys_held;
@@ -168,6 +183,57 @@ enum smprov_der_kind { SMPROV_DER_PKCS8, SMPROV_DER_RSA, SMPROV_DER_EC, SMPROV_D
 struct smprov_key *smprov_der_to_key(struct smprov_ctx *prov, const unsigned char *der, size_t len,
                                      enum smprov_der_kind kind);
 
+/* What a private-key DER holds, without opening anything: 1 with *type
+ * for a structure and algorithm secmem seals, 0 for anything else
+ * (another algorithm, an SM2 curve, not a private key). No error queued. */
+int smprov_der_type(const unsigned char *der, size_t len, enum smprov_der_kind kind,
+                    enum smprov_type *type);
+
+/* ---- pem.c: private-key PEM and encrypted keys, in locked memory ---------- */
+
+struct smprov_pem_block {
+  char label[64];
+  const unsigned char *headers; /* RFC 1421 headers ("Proc-Type: ..."), or NULL */
+  size_t headers_len;
+  const unsigned char *body; /* base64 */
+  size_t body_len;
+};
+/* The next block of text[0..len) from *pos (moved past it): 1 found, 0
+ * none left, -1 truncated or corrupt. */
+int smprov_pem_next(const unsigned char *text, size_t len, size_t *pos,
+                    struct smprov_pem_block *b);
+
+enum smprov_pem_label {
+  SMPROV_PEM_OTHER,            /* public keys, parameters, CRLs, ... */
+  SMPROV_PEM_CERT,
+  SMPROV_PEM_PKCS8,            /* PRIVATE KEY */
+  SMPROV_PEM_ENCRYPTED_PKCS8,  /* ENCRYPTED PRIVATE KEY */
+  SMPROV_PEM_RSA,              /* RSA PRIVATE KEY */
+  SMPROV_PEM_EC,               /* EC PRIVATE KEY */
+  SMPROV_PEM_OTHER_PRIVATE     /* DSA PRIVATE KEY and the like */
+};
+enum smprov_pem_label smprov_pem_label(const char *label);
+
+/* Where a passphrase comes from, and what messages call the key. */
+struct smprov_pass {
+  OSSL_PASSPHRASE_CALLBACK *cb;
+  void *cbarg;
+  const char *what; /* "key file /etc/key.pem", "the private key" */
+};
+
+/* A block's base64 to bytes in locked memory (secmem_malloc'd; the caller
+ * secmem_free()s it), or NULL with an error queued. */
+unsigned char *smprov_pem_body(const struct smprov_pem_block *b, const char *what, size_t *len);
+/* A private-key block (PKCS#8, encrypted PKCS#8, traditional RSA/EC, also
+ * with legacy PEM encryption) to plaintext DER in locked memory, and which
+ * structure it is. NULL with an error queued. */
+unsigned char *smprov_pem_private_der(struct smprov_ctx *prov, const struct smprov_pem_block *b,
+                                      const struct smprov_pass *pw, enum smprov_der_kind *kind,
+                                      size_t *len);
+/* EncryptedPrivateKeyInfo to PrivateKeyInfo DER in locked memory. */
+unsigned char *smprov_decrypt_pkcs8(struct smprov_ctx *prov, const unsigned char *der, size_t len,
+                                    const struct smprov_pass *pw, size_t *out_len);
+
 /* ---- keymgmt.c: what every key family shares ------------------------------- */
 
 /* The per-family files supply new/gen_init/the type tables and use these. */
@@ -216,5 +282,6 @@ extern const OSSL_DISPATCH smprov_keyexch_ecx[];
 extern const OSSL_DISPATCH smprov_keyexch_ecdh[];
 extern const OSSL_DISPATCH smprov_asym_cipher_rsa[];
 extern const OSSL_DISPATCH smprov_store[];
+extern const OSSL_ALGORITHM smprov_decoders[];
 
 #endif

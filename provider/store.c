@@ -19,16 +19,12 @@
 #include <openssl/core_names.h>
 #include <openssl/core_object.h>
 #include <openssl/err.h>
-#include <openssl/pem.h>
-#include <openssl/pkcs12.h>
 #include <openssl/store.h>
 #include <openssl/x509.h>
-#include <sodium.h>
 
 #include "smprov.h"
 
 #define MAX_FILE (1024 * 1024) /* key files (with their chains) are far smaller */
-#define MAX_PASS 1024
 
 struct loader {
   struct smprov_ctx *prov;
@@ -173,215 +169,22 @@ static int deliver_cert(struct loader *l, const unsigned char *der, size_t len, 
   return cb(params, cbarg);
 }
 
-/* Ask the caller for the passphrase, into locked memory. */
-static char *get_pass(struct loader *l, OSSL_PASSPHRASE_CALLBACK *pw_cb, void *pw_cbarg,
-                      size_t *len) {
-  char *pass = secmem_malloc(MAX_PASS);
-  if (pass == NULL) {
-    SMPROV_ERR_SECMEM("memory for a passphrase");
-    return NULL;
-  }
-  OSSL_PARAM info[] = {OSSL_PARAM_construct_utf8_string(OSSL_PASSPHRASE_PARAM_INFO, l->path, 0),
-                       OSSL_PARAM_construct_end()};
-  if (pw_cb == NULL || !pw_cb(pass, MAX_PASS - 1, len, info, pw_cbarg)) {
-    secmem_free(pass);
-    SMPROV_ERR(SMPROV_R_BAD_PASSPHRASE, "key file %s is encrypted and no passphrase was given",
-               l->path);
-    return NULL;
-  }
-  return pass;
-}
-
-/* EncryptedPrivateKeyInfo (ciphertext at der) to PrivateKeyInfo DER in
- * locked memory: *out (secmem_malloc'd), or NULL with an error. */
-static unsigned char *decrypt_pkcs8(struct loader *l, const unsigned char *der, size_t len,
-                                    OSSL_PASSPHRASE_CALLBACK *pw_cb, void *pw_cbarg,
-                                    size_t *out_len) {
-  const unsigned char *r = der;
-  X509_SIG *sig = d2i_X509_SIG(NULL, &r, (long)len);
-  if (sig == NULL) {
-    SMPROV_ERR(SMPROV_R_KEY_FILE, "key file %s: corrupt encrypted private key", l->path);
-    return NULL;
-  }
-  size_t plen = 0;
-  char *pass = get_pass(l, pw_cb, pw_cbarg, &plen);
-  PKCS8_PRIV_KEY_INFO *p8 =
-      pass != NULL ? PKCS8_decrypt_ex(sig, pass, (int)plen, l->prov->priv, NULL) : NULL;
-  secmem_free(pass);
-  X509_SIG_free(sig);
-  if (p8 == NULL) {
-    if (pass != NULL) {
-      ERR_clear_error();
-      SMPROV_ERR(SMPROV_R_BAD_PASSPHRASE, "key file %s: wrong passphrase or corrupt encrypted key",
-                 l->path);
-    }
-    return NULL;
-  }
-  int n = i2d_PKCS8_PRIV_KEY_INFO(p8, NULL);
-  unsigned char *out = n > 0 ? secmem_malloc((size_t)n) : NULL;
-  unsigned char *w = out;
-  if (out == NULL || i2d_PKCS8_PRIV_KEY_INFO(p8, &w) != n) {
-    secmem_free(out);
-    out = NULL;
-  }
-  PKCS8_PRIV_KEY_INFO_free(p8); /* cleanses the key it held */
-  *out_len = (size_t)n;
-  return out;
-}
-
-/* OpenSSL's PEM password callback, fed from our locked passphrase. */
-struct pem_pass {
-  const char *pass;
-  size_t len;
-};
-
-static int pem_pass_cb(char *buf, int size, int rwflag, void *u) {
-  const struct pem_pass *p = u;
-  (void)rwflag;
-  if (p->len > (size_t)size) {
-    return -1;
-  }
-  memcpy(buf, p->pass, p->len);
-  return (int)p->len;
-}
-
-/* ---- PEM ---------------------------------------------------------------------------- */
-
-static const unsigned char *find(const unsigned char *hay, size_t hay_len, const char *needle) {
-  size_t n = strlen(needle);
-  for (size_t i = 0; n <= hay_len && i <= hay_len - n; i++) {
-    if (memcmp(hay + i, needle, n) == 0) {
-      return hay + i;
-    }
-  }
-  return NULL;
-}
-
-struct pem_block {
-  char label[64];
-  const unsigned char *headers; /* "Proc-Type: ..." lines, or NULL */
-  size_t headers_len;
-  const unsigned char *body; /* base64 */
-  size_t body_len;
-};
-
-/* Find the next block from l->pos. 1 found, 0 none left, -1 corrupt. */
-static int next_block(struct loader *l, struct pem_block *b) {
-  const unsigned char *d = secmem_buf_data(l->file);
-  size_t len = secmem_buf_len(l->file);
-  const unsigned char *begin = find(d + l->pos, len - l->pos, "-----BEGIN ");
-  if (begin == NULL) {
-    return 0;
-  }
-  const unsigned char *lab = begin + 11, *end = d + len;
-  const unsigned char *dash = find(lab, (size_t)(end - lab), "-----");
-  if (dash == NULL || (size_t)(dash - lab) >= sizeof(b->label)) {
-    return -1;
-  }
-  memcpy(b->label, lab, (size_t)(dash - lab));
-  b->label[dash - lab] = '\0';
-  const unsigned char *p = dash + 5;
-  while (p < end && (*p == '\r' || *p == '\n')) {
-    p++;
-  }
-  char end_marker[80];
-  snprintf(end_marker, sizeof(end_marker), "-----END %s-----", b->label);
-  const unsigned char *stop = find(p, (size_t)(end - p), end_marker);
-  if (stop == NULL) {
-    return -1; /* truncated */
-  }
-  /* Optional RFC 1421 headers, ended by an empty line. */
-  b->headers = NULL;
-  b->headers_len = 0;
-  const unsigned char *eol = memchr(p, '\n', (size_t)(stop - p));
-  if (eol != NULL && memchr(p, ':', (size_t)(eol - p)) != NULL) {
-    const unsigned char *blank = find(p, (size_t)(stop - p), "\n\n");
-    const unsigned char *blank_crlf = find(p, (size_t)(stop - p), "\r\n\r\n");
-    if (blank_crlf != NULL && (blank == NULL || blank_crlf < blank)) {
-      b->headers = p;
-      b->headers_len = (size_t)(blank_crlf - p) + 2;
-      p = blank_crlf + 4;
-    } else if (blank != NULL) {
-      b->headers = p;
-      b->headers_len = (size_t)(blank - p) + 1;
-      p = blank + 2;
-    } else {
-      return -1;
-    }
-  }
-  b->body = p;
-  b->body_len = (size_t)(stop - p);
-  l->pos = (size_t)(stop - d) + strlen(end_marker);
-  return 1;
-}
-
-/* Decode a block's base64 into locked memory (secmem_malloc'd). */
-static unsigned char *decode_body(struct loader *l, const struct pem_block *b, size_t *out_len) {
-  size_t cap = b->body_len / 4 * 3 + 3;
-  unsigned char *out = secmem_malloc(cap);
-  if (out == NULL) {
-    SMPROV_ERR_SECMEM("memory for a decoded key");
-    return NULL;
-  }
-  const char *endp = NULL;
-  if (sodium_base642bin(out, cap, (const char *)b->body, b->body_len, " \t\r\n", out_len, &endp,
-                        sodium_base64_VARIANT_ORIGINAL) != 0 ||
-      endp != (const char *)b->body + b->body_len) {
-    secmem_free(out);
-    SMPROV_ERR(SMPROV_R_KEY_FILE, "key file %s: the %s block is not valid base64", l->path,
-               b->label);
-    return NULL;
-  }
-  return out;
-}
-
 static bool wants(const struct loader *l, int type) { return l->expect == 0 || l->expect == type; }
 
-/* A traditional ("RSA PRIVATE KEY", "EC PRIVATE KEY") block, maybe with
- * legacy PEM encryption, to a key. */
-static struct smprov_key *traditional_key(struct loader *l, const struct pem_block *b,
-                                          unsigned char *der, size_t len,
-                                          OSSL_PASSPHRASE_CALLBACK *pw_cb, void *pw_cbarg) {
-  enum smprov_der_kind kind = strcmp(b->label, "RSA PRIVATE KEY") == 0 ? SMPROV_DER_RSA
-                                                                        : SMPROV_DER_EC;
-  if (b->headers != NULL && find(b->headers, b->headers_len, "ENCRYPTED") != NULL) {
-    char headers[512];
-    if (b->headers_len >= sizeof(headers)) {
-      SMPROV_ERR(SMPROV_R_KEY_FILE, "key file %s: PEM headers too long", l->path);
-      return NULL;
-    }
-    memcpy(headers, b->headers, b->headers_len);
-    headers[b->headers_len] = '\0';
-    EVP_CIPHER_INFO cipher;
-    size_t plen = 0;
-    if (PEM_get_EVP_CIPHER_INFO(headers, &cipher) != 1) {
-      SMPROV_ERR(SMPROV_R_KEY_FILE, "key file %s: unknown PEM encryption", l->path);
-      return NULL;
-    }
-    char *pass = get_pass(l, pw_cb, pw_cbarg, &plen);
-    if (pass == NULL) {
-      return NULL;
-    }
-    struct pem_pass pp = {pass, plen};
-    long dlen = (long)len;
-    int ok = PEM_do_header(&cipher, der, &dlen, pem_pass_cb, &pp); /* in place, locked */
-    secmem_free(pass);
-    if (ok != 1) {
-      ERR_clear_error();
-      SMPROV_ERR(SMPROV_R_BAD_PASSPHRASE, "key file %s: wrong passphrase or corrupt encrypted key",
-                 l->path);
-      return NULL;
-    }
-    len = (size_t)dlen;
-  }
-  return smprov_der_to_key(l->prov, der, len, kind);
+/* What the messages call the file, and where its passphrase comes from. */
+static struct smprov_pass pass_for(const struct loader *l, OSSL_PASSPHRASE_CALLBACK *pw_cb,
+                                   void *pw_cbarg, char *what, size_t what_len) {
+  snprintf(what, what_len, "key file %s", l->path);
+  return (struct smprov_pass){pw_cb, pw_cbarg, what};
 }
 
 static int load_pem(struct loader *l, OSSL_CALLBACK *cb, void *cbarg,
                     OSSL_PASSPHRASE_CALLBACK *pw_cb, void *pw_cbarg) {
+  char what[4200];
+  struct smprov_pass pw = pass_for(l, pw_cb, pw_cbarg, what, sizeof(what));
   for (;;) {
-    struct pem_block b;
-    int found = next_block(l, &b);
+    struct smprov_pem_block b;
+    int found = smprov_pem_next(secmem_buf_data(l->file), secmem_buf_len(l->file), &l->pos, &b);
     if (found < 0) {
       SMPROV_ERR(SMPROV_R_KEY_FILE, "key file %s: truncated or corrupt PEM", l->path);
       return 0;
@@ -394,49 +197,37 @@ static int load_pem(struct loader *l, OSSL_CALLBACK *cb, void *cbarg,
       }
       return 1;
     }
-    bool is_key = strcmp(b.label, "PRIVATE KEY") == 0 || strcmp(b.label, "RSA PRIVATE KEY") == 0 ||
-                  strcmp(b.label, "EC PRIVATE KEY") == 0 ||
-                  strcmp(b.label, "ENCRYPTED PRIVATE KEY") == 0;
-    bool is_cert = strcmp(b.label, "CERTIFICATE") == 0 || strcmp(b.label, "TRUSTED CERTIFICATE") == 0;
-    if ((is_key && !wants(l, OSSL_STORE_INFO_PKEY)) || (is_cert && !wants(l, OSSL_STORE_INFO_CERT))) {
-      continue;
-    }
-    if (!is_key && !is_cert) {
-      if (strstr(b.label, "PRIVATE KEY") != NULL) {
-        SMPROV_ERR(SMPROV_R_UNSUPPORTED_KEY, "key file %s: %s keys are not supported", l->path,
-                   b.label);
-        return 0;
-      }
-      continue; /* parameters, public keys, CRLs: not ours to load */
-    }
-    size_t len = 0;
-    unsigned char *der = decode_body(l, &b, &len);
-    if (der == NULL) {
+    enum smprov_pem_label label = smprov_pem_label(b.label);
+    bool is_cert = label == SMPROV_PEM_CERT;
+    bool is_key = label == SMPROV_PEM_PKCS8 || label == SMPROV_PEM_ENCRYPTED_PKCS8 ||
+                  label == SMPROV_PEM_RSA || label == SMPROV_PEM_EC;
+    if (label == SMPROV_PEM_OTHER_PRIVATE) {
+      SMPROV_ERR(SMPROV_R_UNSUPPORTED_KEY, "key file %s: %s keys are not supported", l->path,
+                 b.label);
       return 0;
     }
+    if (!(is_key && wants(l, OSSL_STORE_INFO_PKEY)) && !(is_cert && wants(l, OSSL_STORE_INFO_CERT))) {
+      continue; /* parameters, public keys, CRLs, or not what was asked for */
+    }
     if (is_cert) {
+      size_t len = 0;
+      unsigned char *der = smprov_pem_body(&b, what, &len);
+      if (der == NULL) {
+        return 0;
+      }
       int ok = deliver_cert(l, der, len, cb, cbarg);
       secmem_free(der);
       return ok;
     }
-    struct smprov_key *k = NULL;
-    if (strcmp(b.label, "PRIVATE KEY") == 0) {
-      k = smprov_der_to_key(l->prov, der, len, SMPROV_DER_PKCS8);
-    } else if (strcmp(b.label, "ENCRYPTED PRIVATE KEY") == 0) {
-      size_t plen = 0;
-      unsigned char *plain = decrypt_pkcs8(l, der, len, pw_cb, pw_cbarg, &plen);
-      if (plain != NULL) {
-        k = smprov_der_to_key(l->prov, plain, plen, SMPROV_DER_PKCS8);
-        secmem_free(plain);
-      }
-    } else {
-      k = traditional_key(l, &b, der, len, pw_cb, pw_cbarg);
-    }
-    secmem_free(der); /* wiped */
-    if (k == NULL) {
+    size_t len = 0;
+    enum smprov_der_kind kind;
+    unsigned char *der = smprov_pem_private_der(l->prov, &b, &pw, &kind, &len);
+    if (der == NULL) {
       return 0;
     }
-    return deliver_key(l, k, cb, cbarg);
+    struct smprov_key *k = smprov_der_to_key(l->prov, der, len, kind);
+    secmem_free(der); /* wiped */
+    return k != NULL && deliver_key(l, k, cb, cbarg);
   }
 }
 
@@ -464,8 +255,10 @@ static int load_der(struct loader *l, OSSL_CALLBACK *cb, void *cbarg,
   struct smprov_key *k;
   if (sig != NULL && r == d + len) {
     X509_SIG_free(sig);
+    char what[4200];
+    struct smprov_pass pw = pass_for(l, pw_cb, pw_cbarg, what, sizeof(what));
     size_t plen = 0;
-    unsigned char *plain = decrypt_pkcs8(l, d, len, pw_cb, pw_cbarg, &plen);
+    unsigned char *plain = smprov_decrypt_pkcs8(l->prov, d, len, &pw, &plen);
     if (plain == NULL) {
       return 0;
     }

@@ -27,6 +27,7 @@
 #include "harness.h"
 
 static OSSL_LIB_CTX *libctx;
+static OSSL_LIB_CTX *ref_libctx; /* the default provider alone: reads the reference keys */
 static char dir[] = "/tmp/secmem-store-XXXXXX";
 
 struct loaded {
@@ -122,10 +123,10 @@ static bool signs_like_file(EVP_PKEY *k, const char *file, const char *pass) {
   FILE *f = fopen(path_of(file), "rb");
   EVP_PKEY *ref = NULL;
   if (f != NULL) {
-    ref = PEM_read_PrivateKey_ex(f, NULL, NULL, (void *)pass, libctx, "provider=default");
+    ref = PEM_read_PrivateKey_ex(f, NULL, NULL, (void *)pass, ref_libctx, NULL);
     if (ref == NULL) {
       rewind(f);
-      ref = d2i_PrivateKey_ex_fp(f, NULL, libctx, "provider=default");
+      ref = d2i_PrivateKey_ex_fp(f, NULL, ref_libctx, NULL);
     }
     fclose(f);
   }
@@ -143,7 +144,7 @@ static bool signs_like_file(EVP_PKEY *k, const char *file, const char *pass) {
     EVP_MD_CTX *m = EVP_MD_CTX_new(), *v = EVP_MD_CTX_new();
     ok = EVP_DigestSignInit_ex(m, NULL, ed ? NULL : "SHA256", libctx, NULL, k, NULL) == 1 &&
          EVP_DigestSign(m, sig, &sl, msg, 5) == 1 &&
-         EVP_DigestVerifyInit_ex(v, NULL, ed ? NULL : "SHA256", libctx, "provider=default", ref,
+         EVP_DigestVerifyInit_ex(v, NULL, ed ? NULL : "SHA256", ref_libctx, NULL, ref,
                                  NULL) == 1 &&
          EVP_DigestVerify(v, sig, sl, msg, 5) == 1;
     EVP_MD_CTX_free(m);
@@ -355,6 +356,11 @@ int main(void) {
   libctx = OSSL_LIB_CTX_new();
   if (libctx == NULL || OSSL_PROVIDER_set_default_search_path(libctx, SECMEM_PROVIDER_DIR) != 1 ||
       OSSL_PROVIDER_load(libctx, "default") == NULL || OSSL_PROVIDER_load(libctx, "secmem") == NULL) {
+    ERR_print_errors_fp(stderr);
+    return 2;
+  }
+  ref_libctx = OSSL_LIB_CTX_new();
+  if (ref_libctx == NULL || OSSL_PROVIDER_load(ref_libctx, "default") == NULL) {
     ERR_print_errors_fp(stderr);
     return 2;
   }
