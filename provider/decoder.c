@@ -70,10 +70,14 @@ static void dec_free(void *vctx) { free(vctx); }
 /*
  * A file BIO reads through its FILE, whose buffer (malloc'd by libc, freed
  * uncleansed at fclose) then holds the key file's text. Once a private key
- * has been read through it: fflush() gives the buffered data back to the
- * file offset (POSIX, for a seekable input stream), so nothing in the buffer
- * is needed any more and it can be wiped whole. Reads and seeks after that
- * go to the file again. glibc only: its FILE fields are part of its ABI.
+ * has been read through it: fflush() gives the read-ahead back to the file
+ * offset (POSIX, for a seekable input stream), so nothing in the buffer is
+ * needed any more; wipe it, and make the stream unbuffered -- glibc frees
+ * the (wiped) buffer, and a later seek no longer refills a buffer with the
+ * file from the start of its 4 KiB block, which would bring the key's text
+ * back. Later reads from the same FILE (a certificate after the key) work
+ * as before, a byte per read(2). glibc only: its FILE fields are part of
+ * its ABI.
  */
 static void wipe_stdio_buffer(OSSL_CORE_BIO *in) {
 #if defined(__GLIBC__)
@@ -84,13 +88,12 @@ static void wipe_stdio_buffer(OSSL_CORE_BIO *in) {
   ERR_set_mark();
   int flushed = smprov_bio_ctrl(in, BIO_CTRL_FLUSH, 0, NULL);
   ERR_pop_to_mark();
-  if (flushed <= 0) {
-    return;
-  }
-  if (fp->_IO_buf_base == NULL || fp->_IO_read_ptr != fp->_IO_read_end) {
-    return; /* still holding unread data (not seekable): leave it alone */
+  if (flushed <= 0 || fp->_IO_buf_base == NULL || fp->_IO_buf_base == fp->_shortbuf ||
+      fp->_IO_read_ptr != fp->_IO_read_end) {
+    return; /* unbuffered already, or still holding unread data (not seekable) */
   }
   secmem_wipe(fp->_IO_buf_base, (size_t)(fp->_IO_buf_end - fp->_IO_buf_base));
+  setvbuf(fp, NULL, _IONBF, 0);
 #else
   (void)in;
 #endif

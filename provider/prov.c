@@ -24,6 +24,7 @@ static OSSL_FUNC_core_get_params_fn *c_get_params;
 static OSSL_FUNC_core_new_error_fn *c_new_error;
 static OSSL_FUNC_core_set_error_debug_fn *c_set_error_debug;
 static OSSL_FUNC_core_vset_error_fn *c_vset_error;
+static OSSL_FUNC_core_get_libctx_fn *c_get_libctx;
 static OSSL_FUNC_BIO_read_ex_fn *c_bio_read_ex;
 static OSSL_FUNC_BIO_gets_fn *c_bio_gets;
 static OSSL_FUNC_BIO_ctrl_fn *c_bio_ctrl;
@@ -344,6 +345,31 @@ static void prov_teardown(void *provctx) {
   free(ctx);
 }
 
+/*
+ * OpenSSL 3.0 tries decoders of the same name in the order the providers
+ * were added to the library context (OPENSSL3-NOTES.md): secmem's decoders
+ * come first only when the provider that brings OpenSSL's own decoders
+ * (default, or base) was loaded before secmem. Otherwise ordinary key files
+ * would load unprotected without a word: say so once, on stderr, where an
+ * operator sees it. (The core context a provider is handed is its library
+ * context.)
+ */
+static void check_decoder_order(const struct smprov_ctx *ctx, const OSSL_CORE_HANDLE *handle) {
+  if (!ctx->transparent || c_get_libctx == NULL) {
+    return;
+  }
+  OSSL_LIB_CTX *libctx = (OSSL_LIB_CTX *)c_get_libctx(handle);
+  ERR_set_mark();
+  bool before = OSSL_PROVIDER_available(libctx, "default") ||
+                OSSL_PROVIDER_available(libctx, "base");
+  ERR_pop_to_mark();
+  if (!before) {
+    fprintf(stderr, "secmem: the secmem provider was loaded before the default provider: "
+                    "OpenSSL will try its own decoders first and private key files will not be "
+                    "sealed; list default before secmem in openssl.cnf\n");
+  }
+}
+
 static const OSSL_DISPATCH prov_dispatch[] = {
     {OSSL_FUNC_PROVIDER_TEARDOWN, (void (*)(void))prov_teardown},
     {OSSL_FUNC_PROVIDER_GETTABLE_PARAMS, (void (*)(void))prov_gettable_params},
@@ -370,6 +396,9 @@ int OSSL_provider_init(const OSSL_CORE_HANDLE *handle, const OSSL_DISPATCH *in,
       break;
     case OSSL_FUNC_CORE_VSET_ERROR:
       c_vset_error = OSSL_FUNC_core_vset_error(in);
+      break;
+    case OSSL_FUNC_CORE_GET_LIBCTX:
+      c_get_libctx = OSSL_FUNC_core_get_libctx(in);
       break;
     case OSSL_FUNC_BIO_READ_EX:
       c_bio_read_ex = OSSL_FUNC_BIO_read_ex(in);
@@ -417,6 +446,7 @@ int OSSL_provider_init(const OSSL_CORE_HANDLE *handle, const OSSL_DISPATCH *in,
     prov_teardown(ctx);
     return 0;
   }
+  check_decoder_order(ctx, handle);
   smprov_global_ctx = ctx;
   *provctx = ctx;
   *out = prov_dispatch;

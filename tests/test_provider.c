@@ -1489,6 +1489,7 @@ static void test_config_bad_values(void) {
       {"rekey_interval_ms = 86400001", "rekey_interval_ms", "86400001"},
       {"rekey_interval_ms = 10ms", "rekey_interval_ms", "10ms"},
       {"mlock = Required", "mlock", "Required"},
+      {"transparent = maybe", "transparent", "maybe"},
   };
   prepare_cfg_keys();
   for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
@@ -1543,6 +1544,8 @@ static void test_config_good_values(void) {
       "rekey_interval_ms = 0",
       "core_dumps = keep",
       "export_private = no",
+      "transparent = no",
+      "transparent = yes",
       "rekey_interval_ms = 86400000",
       "mlock = best-effort\nmemfd_secret = off\nrekey_interval_ms = 0\ncore_dumps = keep",
       "",

@@ -24,6 +24,7 @@
 
 #include <openssl/bn.h>
 #include <openssl/core_names.h>
+#include <openssl/crypto.h>
 #include <openssl/err.h>
 #include <openssl/evp.h>
 #include <openssl/pem.h>
@@ -145,6 +146,10 @@ static int add_key_file(const char *path, const char *pass) {
   EVP_PKEY *pk = PEM_read_PrivateKey(f, NULL, pass_cb, (void *)pass);
   if (pk == NULL) {
     rewind(f);
+    pk = d2i_PKCS8PrivateKey_fp(f, NULL, pass_cb, (void *)pass); /* encrypted PKCS#8 DER */
+  }
+  if (pk == NULL) {
+    rewind(f);
     pk = d2i_PrivateKey_fp(f, NULL);
   }
   fclose(f);
@@ -235,6 +240,9 @@ static void usage(void) {
 }
 
 int main(int argc, char **argv) {
+  /* Never openssl.cnf: with the secmem provider configured there, the key
+   * files would load sealed and their components could not be read. */
+  OPENSSL_init_crypto(OPENSSL_INIT_NO_LOAD_CONFIG, NULL);
   const char *pass = NULL;
   int i = 1;
   for (; i < argc && strncmp(argv[i], "--", 2) == 0; i++) {
