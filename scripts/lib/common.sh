@@ -6,6 +6,8 @@ export SECMEM_ROOT
 
 # Packages every build needs.
 SECMEM_BUILD_PACKAGES=(build-essential cmake pkg-config libsodium-dev libssl-dev libcunit1-dev openssl)
+# What the end-to-end tests and the demo run: real servers from Debian and a client.
+SECMEM_SERVER_PACKAGES=(nginx haproxy apache2 curl)
 
 # need_packages PKG... installs the packages that are not installed yet.
 need_packages() {
