@@ -273,6 +273,25 @@ SECMEM_API size_t secmem_enclave_len(const secmem_enclave *e);
 /* secmem_enclave_free frees the ciphertext (NULL is ignored). */
 SECMEM_API void secmem_enclave_free(secmem_enclave *e);
 
+/* An enclave's sealed form as bytes, for keeping it somewhere else in the
+ * same process (a cache, another structure): a version tag, the key epoch,
+ * nonce, MAC and ciphertext -- nothing in clear. It opens only where the
+ * enclave itself would: in this process and its forked children, until the
+ * next secmem_purge; anywhere else, opening fails with EBADMSG.
+ *
+ * secmem_enclave_export_len returns the size of the sealed form.
+ * secmem_enclave_export writes it to out (ERANGE when out_len is short).
+ * Returns 0 or -1. */
+SECMEM_API size_t secmem_enclave_export_len(const secmem_enclave *e);
+SECMEM_API SECMEM_MUST_CHECK int secmem_enclave_export(const secmem_enclave *e, void *out,
+                                                       size_t out_len);
+
+/* secmem_enclave_import makes a new enclave from a sealed form (copied).
+ * It checks the form's shape only (EINVAL for anything that is not one);
+ * whether it is authentic is decided, as for every enclave, when it is
+ * opened. */
+SECMEM_API SECMEM_MUST_CHECK secmem_enclave *secmem_enclave_import(const void *sealed, size_t len);
+
 /* The enclave key is BLAKE2b(left) XOR right over two guarded buffers and is
  * rebuilt only inside seal and open, in per-thread guarded scratch that is
  * wiped at once. Re-keying re-randomises left and right and keeps the key.

@@ -161,6 +161,7 @@ static int seal_and_emit(struct dec *d, OSSL_CORE_BIO *in, const unsigned char *
     warn_fallback();
     return 0;
   }
+  k->from_file = true;
   int ok = emit_key(k, c);
   smprov_key_free(k);
   return ok;
@@ -172,7 +173,8 @@ static int seal_and_emit(struct dec *d, OSSL_CORE_BIO *in, const unsigned char *
  * 0x30). A private key (first element an INTEGER version 0 or 1:
  * PrivateKeyInfo, RSAPrivateKey, ECPrivateKey) goes into locked memory; a
  * SEQUENCE whose first element is a SEQUENCE (EncryptedPrivateKeyInfo, but
- * also certificates and public keys: nothing secret) into ordinary memory.
+ * also certificates and public keys) or an object identifier (a sealed-key
+ * handle) -- nothing secret -- into ordinary memory.
  * Anything else is not read further. */
 struct der_in {
   secmem_buf *locked;
@@ -215,8 +217,8 @@ static int read_der(OSSL_CORE_BIO *in, int first, struct der_in *d) {
     return 0;
   }
   bool private = hdr[hl] == 0x02 && hdr[hl + 1] == 0x01 && hdr[hl + 2] <= 1;
-  if (!private && hdr[hl] != 0x30) {
-    return 0;
+  if (!private && hdr[hl] != 0x30 && hdr[hl] != 0x06) {
+    return 0; /* 0x06: an object identifier first, as in a sealed-key handle */
   }
   size_t total = hl + body;
   unsigned char *p;
@@ -270,6 +272,16 @@ static int der_key(struct dec *d, OSSL_CORE_BIO *in, int first, const struct cal
     }
     der_in_free(&der);
     return ok;
+  }
+  if (smprov_handle_is(der.p, der.len)) {
+    struct smprov_key *k = smprov_handle_to_key(d->prov, der.p, der.len);
+    der_in_free(&der);
+    if (k == NULL) {
+      return 0;
+    }
+    int emitted = emit_key(k, c);
+    smprov_key_free(k);
+    return emitted;
   }
   const unsigned char *r8 = der.p;
   ERR_set_mark();

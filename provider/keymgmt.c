@@ -156,6 +156,7 @@ void *smprov_km_dup(const void *keydata, int selection) {
     smprov_key_free(k);
     return NULL;
   }
+  k->from_file = src->from_file;
   return k;
 }
 

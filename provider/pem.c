@@ -244,10 +244,20 @@ unsigned char *smprov_pem_private_der(struct smprov_ctx *prov, const struct smpr
   case SMPROV_PEM_RSA:
   case SMPROV_PEM_EC:
     *kind = label == SMPROV_PEM_RSA ? SMPROV_DER_RSA : SMPROV_DER_EC;
-    if (b->headers != NULL && find(b->headers, b->headers_len, "ENCRYPTED") != NULL &&
-        !decrypt_legacy(b, der, &n, pw)) {
-      secmem_free(der);
-      der = NULL;
+    if (b->headers != NULL && find(b->headers, b->headers_len, "ENCRYPTED") != NULL) {
+      enum smprov_type t;
+      bool ok = decrypt_legacy(b, der, &n, pw);
+      /* A wrong passphrase passes the padding check once in 256 tries: what
+       * it gives is no key. */
+      if (ok && !smprov_der_type(der, n, *kind, &t)) {
+        SMPROV_ERR(SMPROV_R_BAD_PASSPHRASE, "%s: wrong passphrase or corrupt encrypted key",
+                   pw->what);
+        ok = false;
+      }
+      if (!ok) {
+        secmem_free(der);
+        der = NULL;
+      }
     }
     break;
   default:

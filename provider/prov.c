@@ -27,6 +27,7 @@ static OSSL_FUNC_core_vset_error_fn *c_vset_error;
 static OSSL_FUNC_core_get_libctx_fn *c_get_libctx;
 static OSSL_FUNC_BIO_read_ex_fn *c_bio_read_ex;
 static OSSL_FUNC_BIO_gets_fn *c_bio_gets;
+static OSSL_FUNC_BIO_write_ex_fn *c_bio_write_ex;
 static OSSL_FUNC_BIO_ctrl_fn *c_bio_ctrl;
 /* Errors go through the handle of a live instance: several library
  * contexts may each load the module, and a torn-down instance's handle must
@@ -91,6 +92,11 @@ void smprov_err_secmem_at(const char *file, int line, const char *func, const ch
 int smprov_bio_read_ex(OSSL_CORE_BIO *bio, void *data, size_t len, size_t *got) {
   *got = 0;
   return c_bio_read_ex != NULL && c_bio_read_ex(bio, data, len, got);
+}
+
+int smprov_bio_write_ex(OSSL_CORE_BIO *bio, const void *data, size_t len, size_t *written) {
+  *written = 0;
+  return c_bio_write_ex != NULL && c_bio_write_ex(bio, data, len, written);
 }
 
 int smprov_bio_gets(OSSL_CORE_BIO *bio, char *buf, int size) {
@@ -307,6 +313,10 @@ static const OSSL_ALGORITHM *prov_query(void *provctx, int operation_id, int *no
     return stores;
   case OSSL_OP_DECODER:
     return ctx->transparent ? smprov_decoders : NULL;
+  case OSSL_OP_ENCODER:
+    /* Sealed handles stand in for an encoding refused; when private
+     * export is allowed, the default provider's encoders do the real one. */
+    return ctx->export_private ? NULL : smprov_encoders;
   default:
     return NULL;
   }
@@ -402,6 +412,9 @@ int OSSL_provider_init(const OSSL_CORE_HANDLE *handle, const OSSL_DISPATCH *in,
       break;
     case OSSL_FUNC_BIO_READ_EX:
       c_bio_read_ex = OSSL_FUNC_BIO_read_ex(in);
+      break;
+    case OSSL_FUNC_BIO_WRITE_EX:
+      c_bio_write_ex = OSSL_FUNC_BIO_write_ex(in);
       break;
     case OSSL_FUNC_BIO_GETS:
       c_bio_gets = OSSL_FUNC_BIO_gets(in);

@@ -75,6 +75,7 @@ void smprov_err_secmem_at(const char *file, int line, const char *func, const ch
 int smprov_bio_read_ex(OSSL_CORE_BIO *bio, void *data, size_t len, size_t *got);
 int smprov_bio_gets(OSSL_CORE_BIO *bio, char *buf, int size);
 int smprov_bio_ctrl(OSSL_CORE_BIO *bio, int cmd, long num, void *ptr);
+int smprov_bio_write_ex(OSSL_CORE_BIO *bio, const void *data, size_t len, size_t *written);
 
 /* Counters for the gettable status parameters. */
 extern _Atomic size_t smprov_keys_held;
@@ -107,6 +108,7 @@ struct smprov_key {
   enum smprov_type type;
   EVP_PKEY *pub;           /* public part; NULL while the key is empty */
   secmem_enclave *priv;    /* private part; NULL for public-only keys */
+  bool from_file;          /* loaded from a key file (a decoder, the store) */
   pthread_mutex_t pre_lock;
   struct smprov_precomp *pre;
 };
@@ -174,6 +176,8 @@ int smprov_rsa_pss_encode(const struct smprov_key *k, unsigned char *em, const u
 int smprov_unseal_dup_private(const struct smprov_key *src, struct smprov_key *dst);
 /* Check the private part (and that it matches the public part). 1 or 0. */
 int smprov_unseal_check_private(const struct smprov_key *k);
+/* Whether k's private part opens (is authentic) at all. 1 or 0, no error queued. */
+int smprov_unseal_opens(const struct smprov_key *k);
 
 /* ---- der.c: private-key DER in locked memory to a sealed key -------------- */
 
@@ -234,6 +238,15 @@ unsigned char *smprov_pem_private_der(struct smprov_ctx *prov, const struct smpr
 unsigned char *smprov_decrypt_pkcs8(struct smprov_ctx *prov, const unsigned char *der, size_t len,
                                     const struct smprov_pass *pw, size_t *out_len);
 
+/* ---- handle.c: the sealed-key handle (i2d_PrivateKey of a loaded key) ------ */
+
+/* Whether der is a sealed-key handle (by its object identifier). */
+int smprov_handle_is(const unsigned char *der, size_t len);
+/* The key a handle holds, or NULL with an error queued (corrupt, or made
+ * by another process or before a purge). */
+struct smprov_key *smprov_handle_to_key(struct smprov_ctx *prov, const unsigned char *der,
+                                        size_t len);
+
 /* ---- keymgmt.c: what every key family shares ------------------------------- */
 
 /* The per-family files supply new/gen_init/the type tables and use these. */
@@ -283,5 +296,6 @@ extern const OSSL_DISPATCH smprov_keyexch_ecdh[];
 extern const OSSL_DISPATCH smprov_asym_cipher_rsa[];
 extern const OSSL_DISPATCH smprov_store[];
 extern const OSSL_ALGORITHM smprov_decoders[];
+extern const OSSL_ALGORITHM smprov_encoders[];
 
 #endif

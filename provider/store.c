@@ -145,6 +145,7 @@ static int store_set_ctx_params(void *vctx, const OSSL_PARAM params[]) {
 /* ---- delivering objects ----------------------------------------------------------- */
 
 static int deliver_key(struct loader *l, struct smprov_key *k, OSSL_CALLBACK *cb, void *cbarg) {
+  k->from_file = true;
   struct smprov_key_reference ref;
   smprov_key_make_reference(k, &ref);
   int type = OSSL_OBJECT_PKEY;

@@ -4,6 +4,8 @@
  *
  *   box:  | nonce (24, random per seal) | MAC (16) | ciphertext (len) |
  *
+ *   exported: | "sme1" | epoch (8, little-endian) | box |
+ *
  * Opening checks, in order: the handle, the length of the box (truncation),
  * the key epoch (sealed before a purge), then the MAC (any modified byte).
  * Each refusal is EBADMSG with a message; nothing is written to the output
@@ -200,4 +202,61 @@ void secmem_enclave_free(secmem_enclave *e) {
   e->magic = 0;
   free(e->box);
   free(e);
+}
+
+/* ---- the sealed form as bytes --------------------------------------------- */
+
+static const unsigned char EXPORT_TAG[4] = {'s', 'm', 'e', '1'};
+#define EXPORT_HEAD (sizeof(EXPORT_TAG) + 8)
+
+size_t secmem_enclave_export_len(const secmem_enclave *e) {
+  return EXPORT_HEAD + valid(e, "secmem_enclave_export_len")->box_len;
+}
+
+int secmem_enclave_export(const secmem_enclave *e, void *out, size_t out_len) {
+  valid(e, "secmem_enclave_export");
+  size_t need = EXPORT_HEAD + e->box_len;
+  if (out == NULL) {
+    return secmem_i_fail(EINVAL, "secmem_enclave_export: output is NULL");
+  }
+  if (out_len < need) {
+    return secmem_i_fail(ERANGE, "secmem_enclave_export: %zu bytes do not fit in %zu", need,
+                         out_len);
+  }
+  unsigned char *o = out;
+  memcpy(o, EXPORT_TAG, sizeof(EXPORT_TAG));
+  for (int i = 0; i < 8; i++) {
+    o[sizeof(EXPORT_TAG) + (size_t)i] = (unsigned char)(e->epoch >> (8 * i));
+  }
+  memcpy(o + EXPORT_HEAD, e->box, e->box_len);
+  return 0;
+}
+
+secmem_enclave *secmem_enclave_import(const void *sealed, size_t len) {
+  const unsigned char *s = sealed;
+  if (s == NULL || len < EXPORT_HEAD + SECMEM_I_NONCE_LEN + SECMEM_I_MAC_LEN ||
+      memcmp(s, EXPORT_TAG, sizeof(EXPORT_TAG)) != 0) {
+    secmem_i_fail(EINVAL, "secmem_enclave_import: not the sealed form of an enclave");
+    return NULL;
+  }
+  if (secmem_i_ensure_init() != 0) {
+    return NULL;
+  }
+  size_t box_len = len - EXPORT_HEAD;
+  struct secmem_enclave *e = malloc(sizeof(*e));
+  unsigned char *box = e != NULL ? malloc(box_len) : NULL;
+  if (box == NULL) {
+    free(e);
+    secmem_i_fail(ENOMEM, "secmem_enclave_import: out of memory");
+    return NULL;
+  }
+  uint64_t epoch = 0;
+  for (int i = 7; i >= 0; i--) {
+    epoch = (epoch << 8) | s[sizeof(EXPORT_TAG) + (size_t)i];
+  }
+  memcpy(box, s + EXPORT_HEAD, box_len);
+  *e = (struct secmem_enclave){SECMEM_I_ENCLAVE_MAGIC,
+                               box_len - SECMEM_I_NONCE_LEN - SECMEM_I_MAC_LEN, box_len, epoch,
+                               box};
+  return e;
 }

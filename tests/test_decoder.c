@@ -270,6 +270,9 @@ static struct outcome load_in_child(enum via via, const char *name, const char *
 
 /* The file's key, read by the default provider alone. */
 static EVP_PKEY *reference_key(const char *name, const char *pass) {
+  if (strcmp(name, "rsa.handle") == 0) {
+    name = "rsa.pem"; /* a sealed handle: the file it was loaded from */
+  }
   if (strcmp(name, "rsa_enc.der") == 0) {
     name = "rsa.pem"; /* encrypted DER: its plain twin is the reference */
     pass = NULL;
@@ -567,6 +570,110 @@ static void test_unsealable_key_is_announced(void) {
   CU_ASSERT_TRUE(stderr_has(&r, "without their public key"));
 }
 
+/* ---- sealed handles ------------------------------------------------------------------ */
+
+/* i2d_PrivateKey of a key loaded from a file gives a sealed handle (what
+ * Apache's mod_ssl caches); d2i_AutoPrivateKey gives the key back. */
+static unsigned char *handle_of(const char *file, int *len) {
+  SSL_CTX *c = NULL;
+  EVP_PKEY *k = load_via(VIA_PEM_BIO, path_of(file), NULL, &c);
+  *len = k != NULL ? i2d_PrivateKey(k, NULL) : -1;
+  unsigned char *der = *len > 0 ? malloc((size_t)*len) : NULL, *w = der;
+  if (der != NULL && i2d_PrivateKey(k, &w) != *len) {
+    free(der);
+    der = NULL;
+  }
+  EVP_PKEY_free(k);
+  return der;
+}
+
+static void handles_child(void) {
+  static const char *const files[] = {"rsa.pem", "pss.pem", "p256.pem", "ed25519.pem",
+                                      "x25519.pem", "ed448.pem", "x448.pem"};
+  for (size_t i = 0; i < sizeof(files) / sizeof(files[0]); i++) {
+    int len;
+    unsigned char *h = handle_of(files[i], &len);
+    if (h == NULL || h[0] != 0x30) {
+      fprintf(stderr, "%s: no handle\n", files[i]);
+      _exit(10);
+    }
+    const unsigned char *p = h;
+    EVP_PKEY *k = d2i_AutoPrivateKey_ex(NULL, &p, len, libctx, NULL);
+    if (k == NULL || strcmp(provider_of(k), "secmem") != 0 || p != h + len) {
+      fprintf(stderr, "%s: handle does not load\n", files[i]);
+      _exit(11);
+    }
+    EVP_PKEY_free(k);
+    free(h);
+  }
+  /* Loaded, re-encoded, decoded: nothing of the key anywhere. */
+  _exit(scan_me(path_of("rsa.pem"), NULL) == 0 ? 0 : 12);
+}
+
+static void test_sealed_handles(void) {
+  struct death_result r;
+  death_run(handles_child, &r);
+  if (r.signalled || r.status != 0) {
+    fprintf(stderr, "\n  handles: status %d\n%s", r.status, r.stderr);
+  }
+  CU_ASSERT_TRUE(!r.signalled && r.status == 0);
+  /* The handle's key signs like the file's key (checked in a child, with
+   * the reference key, as every load is). */
+  check_load(VIA_D2I, "rsa.handle", NULL, false);
+
+  /* A key born in secmem is never encoded. */
+  EVP_PKEY *gen = EVP_PKEY_Q_keygen(libctx, "provider=secmem", "EC", "P-256");
+  CU_ASSERT_PTR_NOT_NULL_FATAL(gen);
+  ERR_clear_error();
+  CU_ASSERT_TRUE(i2d_PrivateKey(gen, NULL) <= 0);
+  char err[2048];
+  last_error(err, sizeof(err));
+  CU_ASSERT_PTR_NOT_NULL(strstr(err, "made inside secmem"));
+  EVP_PKEY_free(gen);
+
+  /* A handle made by another process: refused, saying so. */
+  unsigned char buf[4096];
+  int fd = open(path_of("foreign.handle"), O_RDONLY);
+  ssize_t n = fd >= 0 ? read(fd, buf, sizeof(buf)) : -1;
+  if (fd >= 0) {
+    close(fd);
+  }
+  CU_ASSERT_TRUE_FATAL(n > 0);
+  const unsigned char *p = buf;
+  ERR_clear_error();
+  CU_ASSERT_PTR_NULL(d2i_AutoPrivateKey_ex(NULL, &p, (long)n, libctx, NULL));
+  last_error(err, sizeof(err));
+  CU_ASSERT_PTR_NOT_NULL(strstr(err, "made by another process"));
+
+  /* Tampered: a byte of the sealed part, or another key's public part. */
+  int len;
+  unsigned char *h = handle_of("p256.pem", &len);
+  CU_ASSERT_PTR_NOT_NULL_FATAL(h);
+  h[len - 5] ^= 1;
+  p = h;
+  ERR_clear_error();
+  CU_ASSERT_PTR_NULL(d2i_AutoPrivateKey_ex(NULL, &p, len, libctx, NULL));
+  h[len - 5] ^= 1;
+  int olen;
+  unsigned char *other = handle_of("p256b.pem", &olen); /* another key, the same layout */
+  CU_ASSERT_PTR_NOT_NULL_FATAL(other);
+  CU_ASSERT_EQUAL_FATAL(olen, len);
+  /* SEQUENCE(3) OID(22) UTF8 "EC"(4) OCTET STRING header(2): the
+   * SubjectPublicKeyInfo (91 bytes) starts at 31. */
+  CU_ASSERT_EQUAL(memcmp(h + 31, other + 31, 26), 0); /* the same curve... */
+  CU_ASSERT_NOT_EQUAL(memcmp(h + 31, other + 31, 91), 0); /* ...another point */
+  memcpy(h + 31, other + 31, 91);
+  p = h;
+  ERR_clear_error();
+  EVP_PKEY *mixed = d2i_AutoPrivateKey_ex(NULL, &p, len, libctx, NULL);
+  last_error(err, sizeof(err));
+  CU_ASSERT_PTR_NULL(mixed);
+  CU_ASSERT_PTR_NOT_NULL(strstr(err, "does not match its public key"));
+  EVP_PKEY_free(mixed);
+  free(other);
+  free(h);
+}
+
 /* ---- configuration ----------------------------------------------------------------- */
 
 /* A library context configured by an openssl.cnf. */
@@ -639,6 +746,7 @@ static void setup_files(void) {
       "openssl genpkey -algorithm RSA-PSS -pkeyopt rsa_keygen_bits:2048 -out pss.pem && "
       "openssl genpkey -algorithm EC -pkeyopt ec_paramgen_curve:P-256 -out p256.pem && "
       "openssl genpkey -algorithm EC -pkeyopt ec_paramgen_curve:P-384 -out p384.pem && "
+      "openssl genpkey -algorithm EC -pkeyopt ec_paramgen_curve:P-256 -out p256b.pem && "
       "openssl genpkey -algorithm EC -pkeyopt ec_paramgen_curve:P-521 -out p521.pem && "
       "for t in ed25519 x25519 ed448 x448; do openssl genpkey -algorithm $t -out $t.pem; done && "
       "openssl rsa -in rsa.pem -traditional -out rsa_trad.pem && "
@@ -683,6 +791,17 @@ int main(void) {
     return 2;
   }
   setup_files();
+  /* A sealed handle made by another process: openssl pkey with secmem. */
+  FILE *cnf = fopen(path_of("secmem.cnf"), "w");
+  if (cnf == NULL) {
+    return 2;
+  }
+  fprintf(cnf,
+          "openssl_conf = init\n[init]\nproviders = provs\n[provs]\ndefault = d\nsecmem = s\n"
+          "[d]\nactivate = 1\n[s]\nmodule = %s/secmem.so\nactivate = 1\n",
+          SECMEM_PROVIDER_DIR);
+  fclose(cnf);
+  run("OPENSSL_CONF=secmem.cnf openssl pkey -in rsa.pem -outform DER -out foreign.handle");
   libctx = OSSL_LIB_CTX_new();
   ref_libctx = OSSL_LIB_CTX_new();
   if (libctx == NULL || ref_libctx == NULL ||
@@ -692,6 +811,16 @@ int main(void) {
     ERR_print_errors_fp(stderr);
     return 2;
   }
+  /* A handle made here (the key sealed, never in clear in this process). */
+  int hlen = 0;
+  unsigned char *h = handle_of("rsa.pem", &hlen);
+  FILE *hf = fopen(path_of("rsa.handle"), "wb");
+  if (h == NULL || hf == NULL || fwrite(h, 1, (size_t)hlen, hf) != (size_t)hlen) {
+    fprintf(stderr, "cannot make rsa.handle\n");
+    return 2;
+  }
+  fclose(hf);
+  free(h);
   static const struct harness_test tests[] = {
       {"PKCS#8 PEM of every key type, three ways, nothing in memory", test_pkcs8_pem},
       {"traditional RSA and EC PEM", test_traditional_pem},
@@ -704,6 +833,7 @@ int main(void) {
       {"bad input is refused with a clear error", test_bad_input},
       {"a key that cannot be sealed is announced", test_unsealable_key_is_announced},
       {"configuration: provider order, transparent = no", test_configuration},
+      {"sealed handles: i2d_PrivateKey and back", test_sealed_handles},
   };
   int rc = harness_main("decoder", tests, sizeof(tests) / sizeof(tests[0]));
   char cmd[600];

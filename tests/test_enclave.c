@@ -1,8 +1,10 @@
 /*
  * test_enclave.c - unit suite for sealed enclaves: round trips at many
  * sizes, wiping of sources, the box format, tampering with every byte,
- * truncation, enclaves from before a purge, and the plaintext at rest.
+ * truncation, enclaves from before a purge, the plaintext at rest, and the
+ * sealed form as bytes (export, import).
  */
+#define _GNU_SOURCE /* memmem */
 #include <errno.h>
 #include <stdlib.h>
 #include <string.h>
@@ -173,6 +175,74 @@ static void test_truncation(void) {
   secmem_enclave_free(e);
 }
 
+/* The sealed form as bytes: round trip, every byte of it tampered, short
+ * or foreign forms, another process's form, a form from before a purge. */
+static void test_export_import(void) {
+  unsigned char src[100];
+  gen_fill(src, sizeof(src), 77);
+  secmem_enclave *e = secmem_enclave_new(src, sizeof(src));
+  CU_ASSERT_PTR_NOT_NULL_FATAL(e);
+  size_t n = secmem_enclave_export_len(e);
+  CU_ASSERT_EQUAL(n, 12 + SECMEM_I_NONCE_LEN + SECMEM_I_MAC_LEN + sizeof(src));
+  unsigned char *form = malloc(n);
+  CU_ASSERT_PTR_NOT_NULL_FATAL(form);
+  CU_ASSERT_EQUAL(secmem_enclave_export(e, form, n - 1), -1); /* too small */
+  CU_ASSERT_EQUAL(errno, ERANGE);
+  CU_ASSERT_EQUAL(secmem_enclave_export(e, NULL, n), -1);
+  CU_ASSERT_EQUAL(secmem_enclave_export(e, form, n), 0);
+  /* Nothing of the plaintext in the form. */
+  unsigned char plain[100];
+  gen_fill(plain, sizeof(plain), 77);
+  CU_ASSERT_PTR_NULL(memmem(form, n, plain, 8));
+  secmem_enclave *back = secmem_enclave_import(form, n);
+  CU_ASSERT_PTR_NOT_NULL_FATAL(back);
+  CU_ASSERT_EQUAL(secmem_enclave_len(back), sizeof(src));
+  unsigned char out[100];
+  CU_ASSERT_EQUAL(secmem_enclave_open_into(back, out, sizeof(out)), 0);
+  CU_ASSERT_EQUAL(memcmp(out, plain, sizeof(out)), 0);
+  secmem_enclave_free(back);
+  /* Every byte after the tag and epoch is authenticated. */
+  size_t refused = 0;
+  for (size_t i = 12; i < n; i++) {
+    form[i] ^= 0x20;
+    secmem_enclave *t = secmem_enclave_import(form, n);
+    CU_ASSERT_PTR_NOT_NULL_FATAL(t);
+    refused += secmem_enclave_open_into(t, out, sizeof(out)) == -1 && errno == EBADMSG;
+    secmem_enclave_free(t);
+    form[i] ^= 0x20;
+  }
+  CU_ASSERT_EQUAL(refused, n - 12);
+  /* Not a sealed form at all. */
+  errno = 0;
+  CU_ASSERT_PTR_NULL(secmem_enclave_import(form, 12 + SECMEM_I_NONCE_LEN + SECMEM_I_MAC_LEN - 1));
+  CU_ASSERT_EQUAL(errno, EINVAL);
+  CU_ASSERT_PTR_NULL(secmem_enclave_import(NULL, n));
+  form[0] ^= 1;
+  CU_ASSERT_PTR_NULL(secmem_enclave_import(form, n));
+  form[0] ^= 1;
+  /* A form made by another process (another enclave key) never opens. */
+  unsigned char foreign_key[32], foreign[12 + 24 + 16 + 100];
+  randombytes_buf(foreign_key, sizeof(foreign_key));
+  memcpy(foreign, form, 12);
+  randombytes_buf(foreign + 12, 24);
+  crypto_secretbox_easy(foreign + 12 + 24, plain, sizeof(plain), foreign + 12, foreign_key);
+  secmem_enclave *f = secmem_enclave_import(foreign, sizeof(foreign));
+  CU_ASSERT_PTR_NOT_NULL_FATAL(f);
+  CU_ASSERT_EQUAL(secmem_enclave_open_into(f, out, sizeof(out)), -1);
+  CU_ASSERT_EQUAL(errno, EBADMSG);
+  secmem_enclave_free(f);
+  /* After a purge the form is as dead as the enclave. */
+  secmem_purge();
+  secmem_enclave *p = secmem_enclave_import(form, n);
+  CU_ASSERT_PTR_NOT_NULL_FATAL(p);
+  CU_ASSERT_EQUAL(secmem_enclave_open_into(p, out, sizeof(out)), -1);
+  CU_ASSERT_EQUAL(errno, EBADMSG);
+  CU_ASSERT_TRUE(strstr(secmem_last_error(), "before secmem_purge") != NULL);
+  secmem_enclave_free(p);
+  secmem_enclave_free(e);
+  free(form);
+}
+
 static void test_open_after_purge_fails_cleanly(void) {
   unsigned char src[32] = {1};
   secmem_enclave *old = secmem_enclave_new(src, 32);
@@ -274,6 +344,7 @@ int main(void) {
       {"tampering with any byte is refused", test_tamper_every_byte},
       {"truncation is refused", test_truncation},
       {"enclaves from before a purge fail cleanly", test_open_after_purge_fails_cleanly},
+      {"the sealed form as bytes: export and import", test_export_import},
       {"the plaintext does not rest in memory", test_plaintext_not_at_rest},
   };
   return harness_main("enclave", tests, sizeof(tests) / sizeof(tests[0]));

@@ -93,6 +93,15 @@ wait_port() { # wait_port PORT [PID]: up to 10 s, less if PID dies
   return 1
 }
 
+wait_file() { # wait_file FILE: up to 10 s for it to have content
+  local i
+  for i in $(seq 1 100); do
+    [ -s "$1" ] && return 0
+    sleep 0.1
+  done
+  return 1
+}
+
 wait_gone() { # wait_gone PID: up to 10 s
   local i
   for i in $(seq 1 100); do
@@ -182,7 +191,8 @@ start_nginx() {
   if OPENSSL_CONF="$1" timeout 20 nginx -c "$work/nginx.$port/nginx.conf" \
     -e "$work/nginx.$port/error.log" >"nginx.$port/start.log" 2>&1 && wait_port "$port"; then
     running+=("nginx:$work/nginx.$port/nginx.pid")
-    pid=$(cat "nginx.$port/nginx.pid")
+    wait_file "nginx.$port/nginx.pid" || true
+    pid=$(cat "nginx.$port/nginx.pid" 2>/dev/null || true)
   else
     echo "nginx exit status $?" >>"nginx.$port/start.log"
     cat "nginx.$port/start.log" "nginx.$port/error.log" >&2 2>/dev/null || true
@@ -209,7 +219,8 @@ EOF
   if OPENSSL_CONF="$1" timeout 20 haproxy -W -D -f "$work/haproxy.$port/haproxy.cfg" \
     >"haproxy.$port/start.log" 2>&1 && wait_port "$port"; then
     running+=("haproxy:$work/haproxy.$port/haproxy.pid")
-    pid=$(head -1 "haproxy.$port/haproxy.pid")
+    wait_file "haproxy.$port/haproxy.pid" || true
+    pid=$(head -1 "haproxy.$port/haproxy.pid" 2>/dev/null || true)
   else
     echo "haproxy exit status $?" >>"haproxy.$port/start.log"
     cat "haproxy.$port/start.log" >&2
@@ -241,6 +252,7 @@ DirectoryIndex index.html
   Require all granted
 </Directory>
 SSLSessionCache none
+${4:-}
 <VirtualHost 127.0.0.1:$port>
   SSLEngine on
   SSLCertificateFile $work/$3
@@ -252,7 +264,8 @@ EOF
   if OPENSSL_CONF="$1" timeout 20 apache2 -f "$d/httpd.conf" -k start >"$d/start.log" 2>&1 &&
     wait_port "$port"; then
     running+=("apache:$d")
-    pid=$(cat "$d/httpd.pid")
+    wait_file "$d/httpd.pid" || true
+    pid=$(cat "$d/httpd.pid" 2>/dev/null || true)
   else
     echo "apache2 exit status $?" >>"$d/start.log"
     cat "$d/start.log" "$d/error.log" >&2 2>/dev/null || true
@@ -323,6 +336,35 @@ if [ -n "$pid" ]; then
   check "nginx/passphrase: no process holds the key ($n hits)" test "$n" -eq 0
   check "nginx/passphrase: hardened: RLIMIT_CORE is 0" \
     awk '/^Max core file size/ { exit !($5 == 0) }' "/proc/$pid/limits"
+fi
+stop_last
+
+# ---- Apache: a passphrase-protected key --------------------------------------------------
+
+# mod_ssl caches a passphrase-protected key by re-encoding it (i2d_PrivateKey)
+# and decodes that again at every (re)start: secmem gives it a sealed handle.
+echo "# apache, passphrase-protected key (SSLPassPhraseDialog), graceful restart"
+printf '#!/bin/sh\necho asked >> %s/passphrase.asked\necho hunter2\n' "$work" > passphrase.sh
+chmod 755 passphrase.sh
+start_apache "$work/secmem.cnf" rsa_enc.key rsa.crt "SSLPassPhraseDialog exec:$work/passphrase.sh"
+check "apache/passphrase: starts" test -n "$pid"
+if [ -n "$pid" ]; then
+  d="$work/apache.$port"
+  check "apache/passphrase: TLS 1.3 handshake" curl_ok "$port" rsa.crt 1.3
+  check "apache/passphrase: TLS 1.2 handshake" curl_ok "$port" rsa.crt 1.2
+  n=$(hits "$pid" rsa_enc.key hunter2)
+  check "apache/passphrase: no process holds the key, nor its cached copy ($n hits)" test "$n" -eq 0
+  old_children=$(pgrep -P "$pid" | tr '\n' ' ')
+  asked=$(wc -l <passphrase.asked)
+  OPENSSL_CONF="$work/secmem.cnf" apache2 -f "$d/httpd.conf" -k graceful
+  for c in $old_children; do wait_gone "$c" || true; done
+  for _ in $(seq 1 50); do curl_ok "$port" rsa.crt 1.3 && break; sleep 0.1; done
+  check "apache/passphrase: serves after a graceful restart (the sealed handle decoded)" \
+    curl_ok "$port" rsa.crt 1.3
+  check "apache/passphrase: ...without asking for the passphrase again" \
+    test "$(wc -l <passphrase.asked)" -eq "$asked"
+  n=$(hits "$pid" rsa_enc.key hunter2)
+  check "apache/passphrase: no process holds the key after the restart ($n hits)" test "$n" -eq 0
 fi
 stop_last
 
