@@ -1,13 +1,14 @@
 /*
  * secmem-scan.c - owns the memory scan that checks a running process for
- * a private key: `secmem-scan [--pass P] [--window N] PID KEYFILE...`.
+ * a private key: `secmem-scan [--pass P] [--window N] [--windows] PID KEYFILE...`.
  *
  * For each key file it takes every private component (RSA d, p, q, dp, dq,
  * qinv; the EC scalar; the Ed25519/X25519/Ed448/X448 private bytes) and
  * the base64 lines of the key's PEM, and counts, in the readable memory of
  * PID (/proc/PID/maps + /proc/PID/mem), windows of N bytes (default 16) of
  * each component at its start, middle and end, in big- and little-endian
- * order, and each PEM line. One line per component; exit status 0 when
+ * order, and each PEM line. One line per component (with --windows, one
+ * per window) and the total; exit status 0 when
  * nothing was found, 1 when something was, 2 on error. It runs as a user
  * allowed to ptrace PID (root, or the same user with ptrace allowed).
  */
@@ -16,6 +17,7 @@
 #include <stdbool.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -31,26 +33,48 @@
 #include <openssl/x509.h>
 
 #define MAX_NEEDLES 512
+#define MAX_COMPONENTS 64
+
+/* A component: one private number of one key file, or its PEM lines. */
+struct component {
+  char file[16];
+  char name[16];
+  size_t hits;
+};
 
 struct needle {
   char label[48];
   unsigned char bytes[128];
   size_t len;
   size_t hits;
+  size_t component;
 };
 
+static struct component components[MAX_COMPONENTS];
+static size_t ncomponents;
 static struct needle needles[MAX_NEEDLES];
 static size_t nneedles;
 static size_t window = 16;
 
-static void add_needle(const char *label, const unsigned char *b, size_t len) {
-  if (nneedles == MAX_NEEDLES || len == 0 || len > sizeof(needles[0].bytes)) {
+static size_t new_component(const char *file, const char *name) {
+  if (ncomponents == MAX_COMPONENTS) {
+    return MAX_COMPONENTS - 1;
+  }
+  struct component *c = &components[ncomponents];
+  snprintf(c->file, sizeof(c->file), "%.15s", file);
+  snprintf(c->name, sizeof(c->name), "%s", name);
+  return ncomponents++;
+}
+
+static void add_needle(size_t component, const char *label, const unsigned char *b, size_t len) {
+  if (nneedles == MAX_NEEDLES || len < 8 || len > sizeof(needles[0].bytes)) {
     return;
   }
   struct needle *n = &needles[nneedles++];
   snprintf(n->label, sizeof(n->label), "%s", label);
   memcpy(n->bytes, b, len);
   n->len = len;
+  n->component = component;
 }
 
 /* Windows of a component at its start, middle and end, both byte orders. */
@@ -64,6 +88,7 @@ static void add_component(const char *file, const char *name, const unsigned cha
   }
   size_t w = len < window ? len : window;
   size_t offs[3] = {0, (len - w) / 2, len - w};
+  size_t c = new_component(file, name);
   for (int order = 0; order < 2; order++) {
     for (int o = 0; o < 3; o++) {
       if (o > 0 && offs[o] == offs[o - 1]) {
@@ -71,7 +96,7 @@ static void add_component(const char *file, const char *name, const unsigned cha
       }
       char label[48];
       snprintf(label, sizeof(label), "%.12s %s %s@%zu", file, name, order == 0 ? "be" : "le", offs[o]);
-      add_needle(label, (order == 0 ? be : le) + offs[o], w);
+      add_needle(c, label, (order == 0 ? be : le) + offs[o], w);
     }
   }
   OPENSSL_cleanse(le, len);
@@ -115,6 +140,7 @@ static void add_pem_lines(const char *path, const char *short_name) {
   char line[256];
   bool in_key = false;
   int k = 0;
+  size_t c = new_component(short_name, "PEM lines");
   while (fgets(line, sizeof(line), f) != NULL) {
     if (strncmp(line, "-----BEGIN ", 11) == 0) {
       in_key = strstr(line, "PRIVATE KEY") != NULL;
@@ -128,7 +154,7 @@ static void add_pem_lines(const char *path, const char *short_name) {
     if (in_key && n >= 32 && strchr(line, ':') == NULL) {
       char label[48];
       snprintf(label, sizeof(label), "%.12s pem line %d", short_name, ++k);
-      add_needle(label, (unsigned char *)line, n);
+      add_needle(c, label, (unsigned char *)line, n);
     }
   }
   OPENSSL_cleanse(line, sizeof(line));
@@ -179,7 +205,46 @@ static int add_key_file(const char *path, const char *pass) {
   return 0;
 }
 
-static int scan(int pid) {
+/*
+ * One pass over memory for every needle at once: a table keyed by each
+ * needle's first 8 bytes (needles are 8 bytes or longer), probed at every
+ * offset, and a full comparison only on a match.
+ */
+#define TABLE_BITS 12
+static int32_t table[1 << TABLE_BITS]; /* first needle of a bucket, -1 none */
+static int32_t chain[MAX_NEEDLES];     /* next needle in the same bucket */
+
+static uint64_t load8(const unsigned char *p) {
+  uint64_t v;
+  memcpy(&v, p, 8);
+  return v;
+}
+
+static size_t bucket(uint64_t v) { return (size_t)((v * 0x9e3779b97f4a7c15ull) >> (64 - TABLE_BITS)); }
+
+static void build_table(void) {
+  memset(table, 0xff, sizeof(table));
+  for (size_t n = 0; n < nneedles; n++) {
+    size_t b = bucket(load8(needles[n].bytes));
+    chain[n] = table[b];
+    table[b] = (int32_t)n;
+  }
+}
+
+/* Count needles starting in buf[0..limit) (buf holds len bytes). */
+static void search(const unsigned char *buf, size_t limit, size_t len) {
+  for (size_t i = 0; i < limit && i + 8 <= len; i++) {
+    uint64_t v = load8(buf + i);
+    for (int32_t n = table[bucket(v)]; n >= 0; n = chain[n]) {
+      struct needle *nd = &needles[n];
+      if (i + nd->len <= len && load8(nd->bytes) == v && memcmp(buf + i, nd->bytes, nd->len) == 0) {
+        nd->hits++;
+      }
+    }
+  }
+}
+
+static int scan(int pid, size_t *bytes_read) {
   char path[64];
   snprintf(path, sizeof(path), "/proc/%d/maps", pid);
   FILE *maps = fopen(path, "r");
@@ -190,8 +255,12 @@ static int scan(int pid) {
     if (maps != NULL) {
       fclose(maps);
     }
+    if (mem >= 0) {
+      close(mem);
+    }
     return -1;
   }
+  build_table();
   const size_t chunk = 4 << 20, overlap = 128;
   unsigned char *buf = mmap(NULL, chunk + overlap, PROT_READ | PROT_WRITE,
                             MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
@@ -211,19 +280,8 @@ static int scan(int pid) {
         continue; /* unreadable: secret memory, a guard page, gone */
       }
       size_t limit = (size_t)got > chunk ? chunk : (size_t)got;
-      for (size_t n = 0; n < nneedles; n++) {
-        const unsigned char *p = buf;
-        size_t left = (size_t)got;
-        while (left >= needles[n].len) {
-          const unsigned char *h = memmem(p, left, needles[n].bytes, needles[n].len);
-          if (h == NULL || (size_t)(h - buf) >= limit) {
-            break;
-          }
-          needles[n].hits++;
-          left -= (size_t)(h + 1 - p);
-          p = h + 1;
-        }
-      }
+      search(buf, limit, (size_t)got);
+      *bytes_read += limit;
     }
   }
   if (buf != MAP_FAILED) {
@@ -236,7 +294,8 @@ static int scan(int pid) {
 }
 
 static void usage(void) {
-  fprintf(stderr, "usage: secmem-scan [--pass PASSPHRASE] [--window BYTES] PID KEYFILE...\n");
+  fprintf(stderr,
+          "usage: secmem-scan [--pass PASSPHRASE] [--window BYTES] [--windows] PID KEYFILE...\n");
 }
 
 int main(int argc, char **argv) {
@@ -244,10 +303,13 @@ int main(int argc, char **argv) {
    * files would load sealed and their components could not be read. */
   OPENSSL_init_crypto(OPENSSL_INIT_NO_LOAD_CONFIG, NULL);
   const char *pass = NULL;
+  bool detail = false;
   int i = 1;
   for (; i < argc && strncmp(argv[i], "--", 2) == 0; i++) {
     if (strcmp(argv[i], "--pass") == 0 && i + 1 < argc) {
       pass = argv[++i];
+    } else if (strcmp(argv[i], "--windows") == 0) {
+      detail = true;
     } else if (strcmp(argv[i], "--window") == 0 && i + 1 < argc) {
       window = (size_t)atoi(argv[++i]);
       if (window < 8 || window > 64) {
@@ -269,13 +331,22 @@ int main(int argc, char **argv) {
       return 2;
     }
   }
-  if (scan(pid) != 0) {
+  size_t bytes = 0;
+  if (scan(pid, &bytes) != 0) {
     return 2;
   }
   size_t total = 0;
   for (size_t n = 0; n < nneedles; n++) {
-    printf("%-40s %zu\n", needles[n].label, needles[n].hits);
+    if (detail) {
+      printf("%-40s %zu\n", needles[n].label, needles[n].hits);
+    }
+    components[needles[n].component].hits += needles[n].hits;
     total += needles[n].hits;
+  }
+  printf("process %d: %zu MiB of readable memory, %zu windows of %zu key component(s)\n", pid,
+         bytes >> 20, nneedles, ncomponents);
+  for (size_t c = 0; c < ncomponents; c++) {
+    printf("  %-16s %-10s %zu\n", components[c].file, components[c].name, components[c].hits);
   }
   printf("total hits in process %d: %zu\n", pid, total);
   OPENSSL_cleanse(needles, sizeof(needles));
