@@ -786,41 +786,55 @@ static void setup_files(void) {
       ": > empty.pem");
 }
 
-int main(void) {
+/* key (PEM) -> its sealed handle in out. 0 or -1. */
+static int make_handle(const char *key, const char *out) {
+  SSL_CTX *c = NULL;
+  EVP_PKEY *k = load_via(VIA_PEM_BIO, key, NULL, &c);
+  int len = k != NULL ? i2d_PrivateKey(k, NULL) : -1;
+  unsigned char *der = len > 0 ? malloc((size_t)len) : NULL, *w = der;
+  FILE *f = der != NULL && i2d_PrivateKey(k, &w) == len ? fopen(out, "wb") : NULL;
+  int rc = f != NULL && fwrite(der, 1, (size_t)len, f) == (size_t)len ? 0 : -1;
+  if (f != NULL && fclose(f) != 0) {
+    rc = -1;
+  }
+  free(der);
+  EVP_PKEY_free(k);
+  return rc;
+}
+
+static int load_providers(void) {
+  libctx = OSSL_LIB_CTX_new();
+  return libctx != NULL && OSSL_PROVIDER_set_default_search_path(libctx, SECMEM_PROVIDER_DIR) == 1 &&
+                 OSSL_PROVIDER_load(libctx, "default") != NULL &&
+                 OSSL_PROVIDER_load(libctx, "secmem") != NULL
+             ? 0
+             : -1;
+}
+
+int main(int argc, char **argv) {
+  const char *self = argv[0];
+  if (argc == 4 && strcmp(argv[1], "--make-handle") == 0) {
+    return load_providers() == 0 && make_handle(argv[2], argv[3]) == 0 ? 0 : 2;
+  }
   if (mkdtemp(dir) == NULL) {
     return 2;
   }
   setup_files();
-  /* A sealed handle made by another process: openssl pkey with secmem. */
-  FILE *cnf = fopen(path_of("secmem.cnf"), "w");
-  if (cnf == NULL) {
-    return 2;
-  }
-  fprintf(cnf,
-          "openssl_conf = init\n[init]\nproviders = provs\n[provs]\ndefault = d\nsecmem = s\n"
-          "[d]\nactivate = 1\n[s]\nmodule = %s/secmem.so\nactivate = 1\n",
-          SECMEM_PROVIDER_DIR);
-  fclose(cnf);
-  run("OPENSSL_CONF=secmem.cnf openssl pkey -in rsa.pem -outform DER -out foreign.handle");
-  libctx = OSSL_LIB_CTX_new();
   ref_libctx = OSSL_LIB_CTX_new();
-  if (libctx == NULL || ref_libctx == NULL ||
-      OSSL_PROVIDER_set_default_search_path(libctx, SECMEM_PROVIDER_DIR) != 1 ||
-      OSSL_PROVIDER_load(libctx, "default") == NULL || OSSL_PROVIDER_load(libctx, "secmem") == NULL ||
+  if (load_providers() != 0 || ref_libctx == NULL ||
       OSSL_PROVIDER_load(ref_libctx, "default") == NULL) {
     ERR_print_errors_fp(stderr);
     return 2;
   }
-  /* A handle made here (the key sealed, never in clear in this process). */
-  int hlen = 0;
-  unsigned char *h = handle_of("rsa.pem", &hlen);
-  FILE *hf = fopen(path_of("rsa.handle"), "wb");
-  if (h == NULL || hf == NULL || fwrite(h, 1, (size_t)hlen, hf) != (size_t)hlen) {
-    fprintf(stderr, "cannot make rsa.handle\n");
+  /* A handle made here (the key sealed, never in clear in this process),
+   * and one made by another process: this program, run again. */
+  char cmd[1200];
+  snprintf(cmd, sizeof(cmd), "'%s' --make-handle '%s' '%s'", self, path_of("rsa.pem"),
+           path_of("foreign.handle"));
+  if (make_handle(path_of("rsa.pem"), path_of("rsa.handle")) != 0 || system(cmd) != 0) {
+    fprintf(stderr, "cannot make the sealed handles\n");
     return 2;
   }
-  fclose(hf);
-  free(h);
   static const struct harness_test tests[] = {
       {"PKCS#8 PEM of every key type, three ways, nothing in memory", test_pkcs8_pem},
       {"traditional RSA and EC PEM", test_traditional_pem},
@@ -836,9 +850,9 @@ int main(void) {
       {"sealed handles: i2d_PrivateKey and back", test_sealed_handles},
   };
   int rc = harness_main("decoder", tests, sizeof(tests) / sizeof(tests[0]));
-  char cmd[600];
-  snprintf(cmd, sizeof(cmd), "rm -rf %s", dir);
-  if (system(cmd) != 0) {
+  char rm[600];
+  snprintf(rm, sizeof(rm), "rm -rf %s", dir);
+  if (system(rm) != 0) {
     rc = rc != 0 ? rc : 1;
   }
   OSSL_LIB_CTX_free(libctx);
