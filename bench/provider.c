@@ -69,6 +69,7 @@
 #include <openssl/err.h>
 #include <openssl/evp.h>
 #include <openssl/params.h>
+#include <openssl/pem.h>
 #include <openssl/provider.h>
 #include <openssl/rand.h>
 #include <openssl/rsa.h>
@@ -869,6 +870,73 @@ static void print_provider_header(double seconds) {
          kernel, sysconf(_SC_NPROCESSORS_ONLN), ROUNDS, seconds);
 }
 
+/* ---- loading a key file ---------------------------------------------------------- */
+
+/* What a server does at startup: PEM_read_bio_PrivateKey on an ordinary key
+ * file (BIO_new_file, as nginx and Apache do). The secmem side is the same
+ * library context as everywhere above, where secmem's decoders read the
+ * file and seal the key; the default side is a context with the default
+ * provider alone. */
+struct load_ctx {
+  OSSL_LIB_CTX *lc;
+  const char *path;
+  enum side side;
+};
+
+static void load_cycle(void *v) {
+  struct load_ctx *c = v;
+  BIO *b = BIO_new_file(c->path, "r");
+  EVP_PKEY *k = b != NULL ? PEM_read_bio_PrivateKey_ex(b, NULL, NULL, NULL, c->lc, NULL) : NULL;
+  if (k == NULL) {
+    die_ossl("PEM_read_bio_PrivateKey");
+  }
+  check_provider(EVP_PKEY_get0_provider(k), c->side, "loaded key");
+  EVP_PKEY_free(k);
+  BIO_free(b);
+}
+
+static void load_lines(EVP_PKEY *keys[NSIDES][NKEYS], double seconds) {
+  OSSL_LIB_CTX *plain = OSSL_LIB_CTX_new();
+  OSSL_PROVIDER *plain_default = plain != NULL ? OSSL_PROVIDER_load(plain, "default") : NULL;
+  if (plain_default == NULL) {
+    die_ossl("a library context with the default provider alone");
+  }
+  static const struct {
+    enum key_id key;
+    const char *label;
+  } rows[] = {{KEY_RSA, "RSA-2048 key file (PKCS#8 PEM)"}, {KEY_EC, "P-256 key file (PKCS#8 PEM)"}};
+  printf("\nLoading an ordinary key file, PEM_read_bio_PrivateKey on a file BIO (what a server "
+         "does at startup; secmem: transparent loading, the key sealed as it is read):\n\n");
+  printf("| key file | secmem loads/s | default loads/s | ratio |\n|---|---:|---:|---:|\n");
+  for (size_t r = 0; r < sizeof(rows) / sizeof(rows[0]); r++) {
+    char path[] = "/tmp/bench-provider-key-XXXXXX";
+    int fd = mkstemp(path);
+    FILE *f = fd >= 0 ? fdopen(fd, "w") : NULL;
+    if (f == NULL || PEM_write_PrivateKey(f, keys[SIDE_DEFAULT][rows[r].key], NULL, NULL, 0, NULL,
+                                          NULL) != 1) {
+      die_ossl("writing a key file");
+    }
+    fclose(f);
+    struct load_ctx ctx[NSIDES] = {[SIDE_SECMEM] = {g_lc, path, SIDE_SECMEM},
+                                   [SIDE_DEFAULT] = {plain, path, SIDE_DEFAULT}};
+    double rate[NSIDES][ROUNDS];
+    for (int round = 0; round < ROUNDS; round++) {
+      for (int i = 0; i < NSIDES; i++) {
+        int s = (round + i) % NSIDES; /* alternate which side goes first */
+        rate[s][round] = timed_loop(load_cycle, &ctx[s], seconds);
+      }
+    }
+    unlink(path);
+    double sm = median3(rate[SIDE_SECMEM]), def = median3(rate[SIDE_DEFAULT]);
+    char a[32], b[32];
+    format_count(a, sizeof(a), sm);
+    format_count(b, sizeof(b), def);
+    printf("| %s | %s | %s | %.2f |\n", rows[r].label, a, b, sm / def);
+  }
+  OSSL_PROVIDER_unload(plain_default);
+  OSSL_LIB_CTX_free(plain);
+}
+
 int main(int argc, char **argv) {
   double seconds = 0.5;
   size_t held = KEYS_HELD;
@@ -917,6 +985,7 @@ int main(int argc, char **argv) {
   fflush(stdout);
 
   memory_line(held, seconds);
+  load_lines(keys, seconds);
   if (seconds >= 0.2) {
     printf("\nMeasurements repeated because other processes took more than %.0f%% of a CPU: "
            "%lu; accepted after %d tries while still busy: %lu",

@@ -802,19 +802,31 @@ static int make_handle(const char *key, const char *out) {
   return rc;
 }
 
+static OSSL_PROVIDER *providers[3]; /* default and secmem in libctx, default in ref_libctx */
+
 static int load_providers(void) {
   libctx = OSSL_LIB_CTX_new();
   return libctx != NULL && OSSL_PROVIDER_set_default_search_path(libctx, SECMEM_PROVIDER_DIR) == 1 &&
-                 OSSL_PROVIDER_load(libctx, "default") != NULL &&
-                 OSSL_PROVIDER_load(libctx, "secmem") != NULL
+                 (providers[0] = OSSL_PROVIDER_load(libctx, "default")) != NULL &&
+                 (providers[1] = OSSL_PROVIDER_load(libctx, "secmem")) != NULL
              ? 0
              : -1;
+}
+
+static void unload_providers(void) {
+  for (int i = 2; i >= 0; i--) {
+    OSSL_PROVIDER_unload(providers[i]);
+  }
+  OSSL_LIB_CTX_free(libctx);
+  OSSL_LIB_CTX_free(ref_libctx);
 }
 
 int main(int argc, char **argv) {
   const char *self = argv[0];
   if (argc == 4 && strcmp(argv[1], "--make-handle") == 0) {
-    return load_providers() == 0 && make_handle(argv[2], argv[3]) == 0 ? 0 : 2;
+    int rc = load_providers() == 0 && make_handle(argv[2], argv[3]) == 0 ? 0 : 2;
+    unload_providers();
+    return rc;
   }
   if (mkdtemp(dir) == NULL) {
     return 2;
@@ -822,7 +834,7 @@ int main(int argc, char **argv) {
   setup_files();
   ref_libctx = OSSL_LIB_CTX_new();
   if (load_providers() != 0 || ref_libctx == NULL ||
-      OSSL_PROVIDER_load(ref_libctx, "default") == NULL) {
+      (providers[2] = OSSL_PROVIDER_load(ref_libctx, "default")) == NULL) {
     ERR_print_errors_fp(stderr);
     return 2;
   }
@@ -855,7 +867,6 @@ int main(int argc, char **argv) {
   if (system(rm) != 0) {
     rc = rc != 0 ? rc : 1;
   }
-  OSSL_LIB_CTX_free(libctx);
-  OSSL_LIB_CTX_free(ref_libctx);
+  unload_providers();
   return rc;
 }
