@@ -468,26 +468,12 @@ static int ref_decode(void *vctx, OSSL_CORE_BIO *in, int selection, OSSL_CALLBAC
   return ok;
 }
 
-/* Another provider's key management asks for the key: the public part,
- * never the private one unless export_private allows it. */
-static int dec_export_object(void *vctx, const void *reference, size_t reference_sz,
-                             OSSL_CALLBACK *export_cb, void *export_cbarg) {
-  (void)vctx;
-  struct smprov_key *k = smprov_key_from_reference(reference, reference_sz);
-  if (k == NULL) {
-    return 0;
-  }
-  int ok = smprov_km_export(k, OSSL_KEYMGMT_SELECT_ALL, export_cb, export_cbarg);
-  smprov_key_free(k);
-  return ok;
-}
-
 #define DECODER(name, decode)                                                                \
   static const OSSL_DISPATCH name##_fns[] = {                                                \
       {OSSL_FUNC_DECODER_NEWCTX, (void (*)(void))dec_new},                                   \
       {OSSL_FUNC_DECODER_FREECTX, (void (*)(void))dec_free},                                 \
       {OSSL_FUNC_DECODER_DECODE, (void (*)(void))(decode)},                                  \
-      {OSSL_FUNC_DECODER_EXPORT_OBJECT, (void (*)(void))dec_export_object},                  \
+      {OSSL_FUNC_DECODER_EXPORT_OBJECT, (void (*)(void))smprov_km_export_reference},                  \
       {0, NULL}};
 
 DECODER(any, any_decode)

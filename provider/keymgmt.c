@@ -141,6 +141,23 @@ int smprov_km_set_params(void *keydata, const OSSL_PARAM params[]) {
   return EVP_PKEY_set_params(k->pub, (OSSL_PARAM *)params);
 }
 
+/* Another provider's key management asks for a key we handed out by
+ * reference (OSSL_STORE tries that before our own load(); a decoder's
+ * caller may too): the public part, never the private one unless
+ * export_private allows it. The loader's or decoder's context is not
+ * needed. */
+int smprov_km_export_reference(void *ctx, const void *reference, size_t reference_sz,
+                               OSSL_CALLBACK *export_cb, void *export_cbarg) {
+  (void)ctx;
+  struct smprov_key *k = smprov_key_from_reference(reference, reference_sz);
+  if (k == NULL) {
+    return 0;
+  }
+  int ok = smprov_km_export(k, OSSL_KEYMGMT_SELECT_ALL, export_cb, export_cbarg);
+  smprov_key_free(k);
+  return ok;
+}
+
 void *smprov_km_dup(const void *keydata, int selection) {
   const struct smprov_key *src = keydata;
   struct smprov_key *k = smprov_key_new(src->prov, src->type);

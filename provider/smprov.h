@@ -261,6 +261,9 @@ int smprov_km_export(void *keydata, int selection, OSSL_CALLBACK *cb, void *cbar
 int smprov_km_get_params(void *keydata, OSSL_PARAM params[]);
 int smprov_km_set_params(void *keydata, const OSSL_PARAM params[]);
 void *smprov_km_dup(const void *keydata, int selection);
+/* export_object of the store and the decoders: the key a reference names. */
+int smprov_km_export_reference(void *ctx, const void *reference, size_t reference_sz,
+                               OSSL_CALLBACK *export_cb, void *export_cbarg);
 /* The default provider's tables for a type (import/export types, gettable,
  * settable and gen-settable parameters), fetched once. */
 const OSSL_PARAM *smprov_km_types(void *provctx, enum smprov_type type, int which, int selection);

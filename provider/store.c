@@ -43,7 +43,6 @@ static OSSL_FUNC_store_set_ctx_params_fn store_set_ctx_params;
 static OSSL_FUNC_store_load_fn store_load;
 static OSSL_FUNC_store_eof_fn store_eof;
 static OSSL_FUNC_store_close_fn store_close;
-static OSSL_FUNC_store_export_object_fn store_export_object;
 
 /* ---- opening: the file into locked memory -------------------------------------- */
 
@@ -301,21 +300,6 @@ static int store_close(void *vctx) {
   return 1;
 }
 
-/* Another provider's key management asks for the object (store_result.c
- * tries that before our own): the public part, never the private one
- * unless export_private allows it. */
-static int store_export_object(void *vctx, const void *reference, size_t reference_sz,
-                               OSSL_CALLBACK *export_cb, void *export_cbarg) {
-  (void)vctx;
-  struct smprov_key *k = smprov_key_from_reference(reference, reference_sz);
-  if (k == NULL) {
-    return 0;
-  }
-  int ok = smprov_km_export(k, OSSL_KEYMGMT_SELECT_ALL, export_cb, export_cbarg);
-  smprov_key_free(k);
-  return ok;
-}
-
 const OSSL_DISPATCH smprov_store[] = {
     {OSSL_FUNC_STORE_OPEN, (void (*)(void))store_open},
     {OSSL_FUNC_STORE_SETTABLE_CTX_PARAMS, (void (*)(void))store_settable_ctx_params},
@@ -323,5 +307,5 @@ const OSSL_DISPATCH smprov_store[] = {
     {OSSL_FUNC_STORE_LOAD, (void (*)(void))store_load},
     {OSSL_FUNC_STORE_EOF, (void (*)(void))store_eof},
     {OSSL_FUNC_STORE_CLOSE, (void (*)(void))store_close},
-    {OSSL_FUNC_STORE_EXPORT_OBJECT, (void (*)(void))store_export_object},
+    {OSSL_FUNC_STORE_EXPORT_OBJECT, (void (*)(void))smprov_km_export_reference},
     {0, NULL}};
