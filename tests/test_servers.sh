@@ -12,6 +12,10 @@
 # secmem refuses private export (export_private = no), so a zero scan with
 # working handshakes means the key exists only sealed in secmem.
 #
+# The openssl command line (pkey, pkeyutl; PEM and DER) gets keys owned by
+# secmem: the private key cannot be printed, the public key and signatures
+# are the file's.
+#
 # Then: nginx with a passphrase-protected key (ssl_password_file, the wrong
 # passphrase first) under the hardened configuration; nginx -s reload and a
 # HAProxy master-worker reload with a changed key; bad input -- a corrupt
@@ -296,6 +300,36 @@ stop_last() {
   running=("${running[@]}")
   next_port
 }
+
+# ---- the openssl command line: pkey and pkeyutl ------------------------------------------
+
+echo "# openssl pkey / pkeyutl with ordinary key files"
+cli_refuses_private() { # the private key cannot be printed: secmem owns it
+  ! OPENSSL_CONF="$work/secmem.cnf" openssl pkey -in "$1" "${@:2}" >cli.out 2>&1 &&
+    grep -q "key is sealed and export_private is off" cli.out
+}
+verifies() { # verifies PUB SIG: with the default provider alone
+  OPENSSL_CONF="$work/plain.cnf" openssl pkeyutl -verify -rawin -digest sha256 -pubin \
+    -inkey "$1" -in msg.bin -sigfile "$2" >/dev/null 2>&1
+}
+for key in rsa p256; do
+  check "openssl pkey -in $key.key: the private key is not printed (owned by secmem)" \
+    cli_refuses_private "$key.key"
+  check "openssl pkey -in $key.key -text: refused as well" cli_refuses_private "$key.key" -text -noout
+  OPENSSL_CONF="$work/secmem.cnf" openssl pkey -in "$key.key" -pubout -out "$key.pub.sm"
+  OPENSSL_CONF="$work/plain.cnf" openssl pkey -in "$key.key" -pubout -out "$key.pub"
+  check "openssl pkey -in $key.key -pubout: the file's public key" cmp -s "$key.pub.sm" "$key.pub"
+  printf 'sign me' >msg.bin
+  OPENSSL_CONF="$work/secmem.cnf" openssl pkeyutl -sign -rawin -digest sha256 -inkey "$key.key" \
+    -in msg.bin -out "msg.$key.sig"
+  check "openssl pkeyutl -sign -inkey $key.key: verifies with the public key (default provider)" \
+    verifies "$key.pub" "msg.$key.sig"
+done
+OPENSSL_CONF=/dev/null openssl pkey -in rsa.key -outform DER -out rsa.der
+OPENSSL_CONF="$work/secmem.cnf" openssl pkeyutl -sign -rawin -digest sha256 -keyform DER \
+  -inkey rsa.der -in msg.bin -out msg.der.sig
+check "openssl pkeyutl -keyform DER -inkey rsa.der: signs, verifies" verifies rsa.pub msg.der.sig
+check "openssl pkey -in rsa.der: refused to print as well" cli_refuses_private rsa.der
 
 # ---- each server, each key: handshakes, ownership, scans, control -------------------------
 
