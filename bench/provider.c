@@ -890,7 +890,10 @@ static void load_cycle(void *v) {
   if (k == NULL) {
     die_ossl("PEM_read_bio_PrivateKey");
   }
-  check_provider(EVP_PKEY_get0_provider(k), c->side, "loaded key");
+  const OSSL_PROVIDER *p = EVP_PKEY_get0_provider(k);
+  if (p == NULL || strcmp(OSSL_PROVIDER_get0_name(p), side_name[c->side]) != 0) {
+    die_ossl("loading the key file into the expected provider");
+  }
   EVP_PKEY_free(k);
   BIO_free(b);
 }

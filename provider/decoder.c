@@ -85,15 +85,17 @@ static void wipe_stdio_buffer(OSSL_CORE_BIO *in) {
   if (smprov_bio_ctrl(in, BIO_C_GET_FILE_PTR, 0, &fp) <= 0 || fp == NULL) {
     return; /* not a file BIO */
   }
+  flockfile(fp); /* recursive: fflush and setvbuf take it again */
   ERR_set_mark();
   int flushed = smprov_bio_ctrl(in, BIO_CTRL_FLUSH, 0, NULL);
   ERR_pop_to_mark();
-  if (flushed <= 0 || fp->_IO_buf_base == NULL || fp->_IO_buf_base == fp->_shortbuf ||
-      fp->_IO_read_ptr != fp->_IO_read_end) {
-    return; /* unbuffered already, or still holding unread data (not seekable) */
+  if (flushed > 0 && fp->_IO_buf_base != NULL && fp->_IO_buf_base != fp->_shortbuf &&
+      fp->_IO_read_ptr == fp->_IO_read_end) {
+    /* (Otherwise unbuffered already, or holding unread data: not seekable.) */
+    secmem_wipe(fp->_IO_buf_base, (size_t)(fp->_IO_buf_end - fp->_IO_buf_base));
+    setvbuf(fp, NULL, _IONBF, 0);
   }
-  secmem_wipe(fp->_IO_buf_base, (size_t)(fp->_IO_buf_end - fp->_IO_buf_base));
-  setvbuf(fp, NULL, _IONBF, 0);
+  funlockfile(fp);
 #else
   (void)in;
 #endif
