@@ -559,7 +559,9 @@ static void test_bad_input(void) {
 static void unsealable_child(void) {
   SSL_CTX *c = NULL;
   EVP_PKEY *k = load_via(VIA_PEM_BIO, path_of("ec_nopub.pem"), NULL, &c);
-  _exit(k != NULL && strcmp(provider_of(k), "secmem") != 0 ? 0 : 10);
+  int rc = k != NULL && strcmp(provider_of(k), "secmem") != 0 ? 0 : 10;
+  EVP_PKEY_free(k);
+  _exit(rc);
 }
 
 static void test_unsealable_key_is_announced(void) {
