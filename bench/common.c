@@ -10,6 +10,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/utsname.h>
 #include <time.h>
 
 
@@ -79,5 +80,19 @@ void format_size(char *out, size_t out_len, size_t size) {
     snprintf(out, out_len, "%zu KiB", size / 1024);
   } else {
     snprintf(out, out_len, "%zu B", size);
+  }
+}
+
+void run_stamp(struct run_stamp *s) {
+  snprintf(s->date, sizeof(s->date), "unknown date");
+  snprintf(s->kernel, sizeof(s->kernel), "unknown kernel");
+  time_t t = time(NULL);
+  struct tm tm;
+  if (gmtime_r(&t, &tm) != NULL) {
+    strftime(s->date, sizeof(s->date), "%Y-%m-%d %H:%M UTC", &tm);
+  }
+  struct utsname u;
+  if (uname(&u) == 0) {
+    snprintf(s->kernel, sizeof(s->kernel), "%s %s %s", u.sysname, u.release, u.machine);
   }
 }

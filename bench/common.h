@@ -28,6 +28,13 @@ double median3(const double v[ROUNDS]);
 /* v as an integer with thousands separators ("1,234,567"). */
 void format_count(char *out, size_t out_len, double v);
 
+/* The date (UTC) and the kernel ("Linux 6.1.0 x86_64") every header line
+ * names; "unknown ..." when they cannot be had. */
+struct run_stamp {
+  char date[64];
+  char kernel[200];
+};
+void run_stamp(struct run_stamp *s);
 /* A size as "32 B" or "4 KiB". */
 void format_size(char *out, size_t out_len, size_t size);
 

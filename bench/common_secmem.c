@@ -5,8 +5,6 @@
 #include "common.h"
 
 #include <stdio.h>
-#include <sys/utsname.h>
-#include <time.h>
 
 #include <secmem.h>
 #include <sodium.h>
@@ -14,20 +12,11 @@
 void die_secmem(const char *what) { die(what, secmem_last_error()); }
 
 void print_header(const char *name, const char *extra, double seconds, const char *note) {
-  char date[64] = "unknown date";
-  time_t t = time(NULL);
-  struct tm tm;
-  if (gmtime_r(&t, &tm) != NULL) {
-    strftime(date, sizeof(date), "%Y-%m-%d %H:%M UTC", &tm);
-  }
-  struct utsname u;
-  char kernel[3 * sizeof(u.release)] = "unknown kernel";
-  if (uname(&u) == 0) {
-    snprintf(kernel, sizeof(kernel), "%s %s %s", u.sysname, u.release, u.machine);
-  }
+  struct run_stamp st;
+  run_stamp(&st);
   printf("%s %s: libsecmem %s, libsodium %s, %s%s%s, median of %d rounds x %.2f s per case%s\n\n",
-         name, date, secmem_version(), sodium_version_string(), extra != NULL ? extra : "",
-         extra != NULL ? ", " : "", kernel, ROUNDS, seconds, note != NULL ? note : "");
+         name, st.date, secmem_version(), sodium_version_string(), extra != NULL ? extra : "",
+         extra != NULL ? ", " : "", st.kernel, ROUNDS, seconds, note != NULL ? note : "");
   const char *backing = secmem_get_backing() == SECMEM_BACKING_ANON ? "anonymous pages"
                         : secmem_secret_backing_available()        ? "memfd_secret (default AUTO)"
                                                                    : "anonymous pages (AUTO: no memfd_secret)";

@@ -60,7 +60,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/utsname.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -847,17 +846,8 @@ static int usage(const char *argv0, int status) {
 }
 
 static void print_provider_header(double seconds) {
-  char date[64] = "unknown date";
-  time_t t = time(NULL);
-  struct tm tm;
-  if (gmtime_r(&t, &tm) != NULL) {
-    strftime(date, sizeof(date), "%Y-%m-%d %H:%M UTC", &tm);
-  }
-  struct utsname u;
-  char kernel[3 * sizeof(u.release)] = "unknown kernel";
-  if (uname(&u) == 0) {
-    snprintf(kernel, sizeof(kernel), "%s %s %s", u.sysname, u.release, u.machine);
-  }
+  struct run_stamp st;
+  run_stamp(&st);
   const char *version = "?";
   OSSL_PARAM p[] = {OSSL_PARAM_utf8_ptr(OSSL_PROV_PARAM_VERSION, (char **)&version, 0),
                     OSSL_PARAM_END};
@@ -866,8 +856,8 @@ static void print_provider_header(double seconds) {
   }
   printf("bench_provider %s: %s, secmem provider %s (%s), %s, %ld CPUs, median of %d rounds x "
          "%.2f s per case\n\n",
-         date, OpenSSL_version(OPENSSL_VERSION), version, SECMEM_PROVIDER_DIR "/secmem.so",
-         kernel, sysconf(_SC_NPROCESSORS_ONLN), ROUNDS, seconds);
+         st.date, OpenSSL_version(OPENSSL_VERSION), version, SECMEM_PROVIDER_DIR "/secmem.so",
+         st.kernel, sysconf(_SC_NPROCESSORS_ONLN), ROUNDS, seconds);
 }
 
 /* ---- loading a key file ---------------------------------------------------------- */
