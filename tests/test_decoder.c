@@ -30,6 +30,7 @@
 #include <openssl/x509.h>
 
 #include "harness.h"
+#include "keyfiles.h"
 
 #define PASS "correct horse"
 
@@ -62,16 +63,6 @@ static const char *provider_of(const EVP_PKEY *k) {
   return p != NULL ? OSSL_PROVIDER_get0_name(p) : "(legacy)"; /* OpenSSL's legacy key path */
 }
 
-static int pem_cb(char *buf, int size, int rwflag, void *u) {
-  (void)rwflag;
-  const char *pass = u;
-  if (pass == NULL || (int)strlen(pass) > size) {
-    return -1;
-  }
-  memcpy(buf, pass, strlen(pass));
-  return (int)strlen(pass);
-}
-
 /* Every error on the queue (reason and data), emptying it. */
 static void last_error(char *out, size_t len) {
   const char *data = NULL;
@@ -98,14 +89,6 @@ static const char *const via_name[] = {"PEM_read_bio_PrivateKey", "SSL_CTX_use_P
                                        "SSL_CTX_use_PrivateKey_file(ASN1)", "d2i_AutoPrivateKey",
                                        "OSSL_STORE file:"};
 
-static int ui_reader(UI *ui, UI_STRING *uis) {
-  const char *pass = UI_get0_user_data(ui);
-  if (UI_get_string_type(uis) == UIT_PROMPT || UI_get_string_type(uis) == UIT_VERIFY) {
-    return pass != NULL && UI_set_result(ui, uis, pass) == 0;
-  }
-  return 1;
-}
-
 /* Load file the way via does; the key, or NULL. *ctx_out keeps an SSL_CTX
  * alive when the key lives in one. */
 static EVP_PKEY *load_via(enum via via, const char *file, const char *pass, SSL_CTX **ctx_out) {
@@ -114,14 +97,14 @@ static EVP_PKEY *load_via(enum via via, const char *file, const char *pass, SSL_
   switch (via) {
   case VIA_PEM_BIO: {
     BIO *b = BIO_new_file(file, "r");
-    k = PEM_read_bio_PrivateKey_ex(b, NULL, pem_cb, (void *)pass, libctx, NULL);
+    k = PEM_read_bio_PrivateKey_ex(b, NULL, keyfile_pem_cb, (void *)pass, libctx, NULL);
     BIO_free(b);
     break;
   }
   case VIA_SSL_CTX_PEM:
   case VIA_SSL_CTX_ASN1: {
     SSL_CTX *c = SSL_CTX_new_ex(libctx, NULL, TLS_server_method());
-    SSL_CTX_set_default_passwd_cb(c, pem_cb);
+    SSL_CTX_set_default_passwd_cb(c, keyfile_pem_cb);
     SSL_CTX_set_default_passwd_cb_userdata(c, (void *)pass);
     if (SSL_CTX_use_PrivateKey_file(c, file,
                                     via == VIA_SSL_CTX_PEM ? SSL_FILETYPE_PEM : SSL_FILETYPE_ASN1) ==
@@ -152,7 +135,7 @@ static EVP_PKEY *load_via(enum via via, const char *file, const char *pass, SSL_
     char uri[600];
     snprintf(uri, sizeof(uri), "file:%s", file);
     UI_METHOD *ui = UI_create_method("secmem test");
-    UI_method_set_reader(ui, ui_reader);
+    UI_method_set_reader(ui, keyfile_ui_reader);
     OSSL_STORE_CTX *s = OSSL_STORE_open_ex(uri, libctx, NULL, ui, (void *)pass, NULL, NULL, NULL);
     while (s != NULL && k == NULL && !OSSL_STORE_eof(s)) {
       OSSL_STORE_INFO *info = OSSL_STORE_load(s);
@@ -277,18 +260,7 @@ static EVP_PKEY *reference_key(const char *name, const char *pass) {
     name = "rsa.pem"; /* encrypted DER: its plain twin is the reference */
     pass = NULL;
   }
-  FILE *f = fopen(path_of(name), "rb");
-  EVP_PKEY *ref = NULL;
-  if (f != NULL) {
-    ref = PEM_read_PrivateKey_ex(f, NULL, pem_cb, (void *)pass, ref_libctx, NULL);
-    if (ref == NULL) {
-      rewind(f);
-      ref = d2i_PrivateKey_ex_fp(f, NULL, ref_libctx, NULL);
-    }
-    fclose(f);
-  }
-  ERR_clear_error();
-  return ref;
+  return keyfile_read(path_of(name), pass, ref_libctx);
 }
 
 /* Whether the outcome is the file's key: the same public key, and a

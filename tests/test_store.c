@@ -25,6 +25,7 @@
 #include <openssl/x509.h>
 
 #include "harness.h"
+#include "keyfiles.h"
 
 static OSSL_LIB_CTX *libctx;
 static OSSL_LIB_CTX *ref_libctx; /* the default provider alone: reads the reference keys */
@@ -37,38 +38,18 @@ struct loaded {
   char reason[256];
 };
 
-/* The two ways an application hands over a passphrase: a UI method that
- * answers the prompt, or a PEM password callback (wrapped into a UI method,
- * as OpenSSL's own PEM readers do). */
-static int ui_reader(UI *ui, UI_STRING *uis) {
-  const char *pass = UI_get0_user_data(ui);
-  if (UI_get_string_type(uis) == UIT_PROMPT || UI_get_string_type(uis) == UIT_VERIFY) {
-    return pass != NULL && UI_set_result(ui, uis, pass) == 0;
-  }
-  return 1;
-}
-
-static int pem_cb(char *buf, int size, int rwflag, void *u) {
-  (void)rwflag;
-  const char *pass = u;
-  if (pass == NULL || (int)strlen(pass) > size) {
-    return -1;
-  }
-  memcpy(buf, pass, strlen(pass));
-  return (int)strlen(pass);
-}
-
-/* Load everything from uri, the passphrase through a UI method (use_ui) or
- * a PEM callback. */
+/* Load everything from uri, the passphrase through a UI method that answers
+ * the prompt (use_ui) or a PEM password callback wrapped into a UI method,
+ * as OpenSSL's own PEM readers do. */
 static struct loaded load(const char *uri, const char *pass, bool use_ui) {
   struct loaded r = {0};
   ERR_clear_error();
   UI_METHOD *ui = NULL;
   if (use_ui) {
     ui = UI_create_method("secmem test");
-    UI_method_set_reader(ui, ui_reader);
+    UI_method_set_reader(ui, keyfile_ui_reader);
   } else {
-    ui = UI_UTIL_wrap_read_pem_callback(pem_cb, 0);
+    ui = UI_UTIL_wrap_read_pem_callback(keyfile_pem_cb, 0);
   }
   OSSL_STORE_CTX *s = OSSL_STORE_open_ex(uri, libctx, NULL, ui, (void *)pass, NULL, NULL, NULL);
   while (s != NULL && !OSSL_STORE_eof(s)) {
@@ -120,16 +101,7 @@ static bool signs_like_file(EVP_PKEY *k, const char *file, const char *pass) {
     file = "p256.pem";
     pass = NULL;
   }
-  FILE *f = fopen(path_of(file), "rb");
-  EVP_PKEY *ref = NULL;
-  if (f != NULL) {
-    ref = PEM_read_PrivateKey_ex(f, NULL, NULL, (void *)pass, ref_libctx, NULL);
-    if (ref == NULL) {
-      rewind(f);
-      ref = d2i_PrivateKey_ex_fp(f, NULL, ref_libctx, NULL);
-    }
-    fclose(f);
-  }
+  EVP_PKEY *ref = keyfile_read(path_of(file), pass, ref_libctx);
   if (ref == NULL) {
     return false;
   }
