@@ -51,19 +51,9 @@
 #define MAX_DER (64 * 1024)
 #define REF_STRUCTURE "secmem-reference"
 
-struct dec {
-  struct smprov_ctx *prov;
-};
-
-static void *dec_new(void *provctx) {
-  struct dec *d = calloc(1, sizeof(*d));
-  if (d != NULL) {
-    d->prov = provctx;
-  }
-  return d;
-}
-
-static void dec_free(void *vctx) { free(vctx); }
+/* A decoder needs nothing of its own: its context is the provider's. */
+static void *dec_new(void *provctx) { return provctx; }
+static void dec_free(void *vctx) { (void)vctx; }
 
 /* ---- the application's stdio buffer -------------------------------------------------- */
 
@@ -155,9 +145,9 @@ static void warn_fallback(void) {
 }
 
 /* Seal the private-key DER and hand the key back. 1 or 0 (error queued). */
-static int seal_and_emit(struct dec *d, OSSL_CORE_BIO *in, const unsigned char *der, size_t len,
+static int seal_and_emit(struct smprov_ctx *prov, OSSL_CORE_BIO *in, const unsigned char *der, size_t len,
                          enum smprov_der_kind kind, const struct call *c) {
-  struct smprov_key *k = smprov_der_to_key(d->prov, der, len, kind);
+  struct smprov_key *k = smprov_der_to_key(prov, der, len, kind);
   wipe_stdio_buffer(in);
   if (k == NULL) {
     warn_fallback();
@@ -251,7 +241,7 @@ static int read_der(OSSL_CORE_BIO *in, int first, struct der_in *d) {
 /* A private key in DER: an EncryptedPrivateKeyInfo is decrypted in locked
  * memory; PrivateKeyInfo, RSAPrivateKey and ECPrivateKey of a type we seal
  * are sealed. */
-static int der_key(struct dec *d, OSSL_CORE_BIO *in, int first, const struct call *c) {
+static int der_key(struct smprov_ctx *prov, OSSL_CORE_BIO *in, int first, const struct call *c) {
   struct der_in der;
   int r = read_der(in, first, &der);
   if (r <= 0) {
@@ -264,7 +254,7 @@ static int der_key(struct dec *d, OSSL_CORE_BIO *in, int first, const struct cal
     for (size_t i = 0; i < sizeof(kinds) / sizeof(kinds[0]); i++) {
       if (smprov_der_type(der.p, der.len, kinds[i], &type)) {
         if (c->want_key) {
-          ok = seal_and_emit(d, in, der.p, der.len, kinds[i], c);
+          ok = seal_and_emit(prov, in, der.p, der.len, kinds[i], c);
         } else {
           ok = emit_nothing(c);
           wipe_stdio_buffer(in);
@@ -276,7 +266,7 @@ static int der_key(struct dec *d, OSSL_CORE_BIO *in, int first, const struct cal
     return ok;
   }
   if (smprov_handle_is(der.p, der.len)) {
-    struct smprov_key *k = smprov_handle_to_key(d->prov, der.p, der.len);
+    struct smprov_key *k = smprov_handle_to_key(prov, der.p, der.len);
     der_in_free(&der);
     if (k == NULL) {
       return 0;
@@ -296,11 +286,11 @@ static int der_key(struct dec *d, OSSL_CORE_BIO *in, int first, const struct cal
   } else if (is_epki) {
     struct smprov_pass pw = {c->pw_cb, c->pw_cbarg, "encrypted private key"};
     size_t plen = 0;
-    unsigned char *plain = smprov_decrypt_pkcs8(d->prov, der.p, der.len, &pw, &plen);
+    unsigned char *plain = smprov_decrypt_pkcs8(prov, der.p, der.len, &pw, &plen);
     if (plain == NULL) {
       ok = 0;
     } else if (smprov_der_type(plain, plen, SMPROV_DER_PKCS8, &type)) {
-      ok = seal_and_emit(d, in, plain, plen, SMPROV_DER_PKCS8, c);
+      ok = seal_and_emit(prov, in, plain, plen, SMPROV_DER_PKCS8, c);
     } /* else a type we do not seal: declined (the passphrase is cached) */
     secmem_free(plain);
   }
@@ -355,7 +345,7 @@ static int read_until(OSSL_CORE_BIO *in, char *text, size_t cap, size_t *len, si
 }
 
 /* A PEM block from in, whose first byte (first) is already read. */
-static int pem_key(struct dec *d, OSSL_CORE_BIO *in, int first, const struct call *c) {
+static int pem_key(struct smprov_ctx *prov, OSSL_CORE_BIO *in, int first, const struct call *c) {
   secmem_buf *buf = secmem_buf_new(MAX_PEM_BLOCK + 1);
   if (buf == NULL) {
     SMPROV_ERR_SECMEM("memory for a PEM block");
@@ -402,7 +392,7 @@ static int pem_key(struct dec *d, OSSL_CORE_BIO *in, int first, const struct cal
   struct smprov_pass pw = {c->pw_cb, c->pw_cbarg, "PEM private key"};
   enum smprov_der_kind der_kind;
   size_t der_len = 0;
-  unsigned char *der = smprov_pem_private_der(d->prov, &b, &pw, &der_kind, &der_len);
+  unsigned char *der = smprov_pem_private_der(prov, &b, &pw, &der_kind, &der_len);
   if (der == NULL) {
     ok = 0;
     goto wipe;
@@ -414,7 +404,7 @@ static int pem_key(struct dec *d, OSSL_CORE_BIO *in, int first, const struct cal
     secmem_free(der);
     goto done;
   }
-  ok = seal_and_emit(d, in, der, der_len, der_kind, c);
+  ok = seal_and_emit(prov, in, der, der_len, der_kind, c);
   secmem_free(der);
   goto done;
 wipe:
