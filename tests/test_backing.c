@@ -312,19 +312,32 @@ static void test_secret_pages_obey_memlock(void) {
   CU_ASSERT_TRUE(stderr_has(&r, want));
 }
 
-#include <dirent.h>
-
-static int open_fds(void) {
-  DIR *d = opendir("/proc/self/fd");
-  int n = 0;
-  if (d == NULL) {
+/* Leave exactly `spare` free descriptor numbers below RLIMIT_NOFILE, whatever
+ * the process inherited (descriptors above the limit stay open and do not
+ * count; gaps below it do): fill every free number up to a limit a little
+ * above the highest open one, then give back `spare` of the fillers. */
+static int leave_spare_fds(int spare) {
+  int highest = dup(STDIN_FILENO);
+  if (highest < 0) {
     return -1;
   }
-  while (readdir(d) != NULL) {
-    n++;
+  close(highest);
+  struct rlimit rl = {(rlim_t)highest + 64, (rlim_t)highest + 64};
+  if (setrlimit(RLIMIT_NOFILE, &rl) != 0) {
+    return -1;
   }
-  closedir(d);
-  return n - 3; /* ".", ".." and the directory's own descriptor */
+  int fillers[128];
+  int n = 0;
+  for (int fd; n < 128 && (fd = dup(STDIN_FILENO)) >= 0;) {
+    fillers[n++] = fd;
+  }
+  if (errno != EMFILE || n < spare) {
+    return -1;
+  }
+  for (int i = 0; i < spare; i++) {
+    close(fillers[--n]);
+  }
+  return 0;
 }
 
 /* In a scenario process: secret key and heap, then fork with only `spare`
@@ -342,14 +355,12 @@ static void scenario_fork_without_fds(void) {
   if (e == NULL || slot == NULL) {
     _exit(21);
   }
-  int n = open_fds();
-  struct rlimit rl = {(rlim_t)(n + spare_fds), (rlim_t)(n + spare_fds)};
-  if (n < 0 || setrlimit(RLIMIT_NOFILE, &rl) != 0) {
-    _exit(22);
-  }
   int errp[2];
   if (pipe(errp) != 0) {
     _exit(23);
+  }
+  if (leave_spare_fds(spare_fds) != 0) {
+    _exit(22);
   }
   fflush(NULL);
   pid_t pid = fork();
