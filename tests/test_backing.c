@@ -6,6 +6,7 @@
  * own copy: nothing the child writes, destroys or purges reaches the parent.
  */
 #include <errno.h>
+#include <fcntl.h>
 #include <signal.h>
 #include <stdio.h>
 #include <string.h>
@@ -313,22 +314,23 @@ static void test_secret_pages_obey_memlock(void) {
 }
 
 /* Leave exactly `spare` free descriptor numbers below RLIMIT_NOFILE, whatever
- * the process inherited (descriptors above the limit stay open and do not
- * count; gaps below it do): fill every free number up to a limit a little
- * above the highest open one, then give back `spare` of the fillers. */
+ * the process inherited (descriptors at or above the limit stay open and do not
+ * count; gaps below it do): fill every free number below a limit a little
+ * above the lowest free number, then give back `spare` of the fillers. */
 static int leave_spare_fds(int spare) {
-  int highest = dup(STDIN_FILENO);
-  if (highest < 0) {
+  int null = open("/dev/null", O_RDONLY | O_CLOEXEC);
+  int lowest_free = null < 0 ? -1 : fcntl(null, F_DUPFD_CLOEXEC, 0);
+  if (lowest_free < 0) {
     return -1;
   }
-  close(highest);
-  struct rlimit rl = {(rlim_t)highest + 64, (rlim_t)highest + 64};
+  close(lowest_free);
+  struct rlimit rl = {(rlim_t)lowest_free + 64, (rlim_t)lowest_free + 64};
   if (setrlimit(RLIMIT_NOFILE, &rl) != 0) {
     return -1;
   }
   int fillers[128];
   int n = 0;
-  for (int fd; n < 128 && (fd = dup(STDIN_FILENO)) >= 0;) {
+  for (int fd; n < 128 && (fd = fcntl(null, F_DUPFD_CLOEXEC, 0)) >= 0;) {
     fillers[n++] = fd;
   }
   if (errno != EMFILE || n < spare) {
