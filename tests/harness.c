@@ -16,6 +16,7 @@
 #include <sys/ptrace.h>
 #include <sys/resource.h>
 #include <sys/wait.h>
+#include <time.h>
 #include <unistd.h>
 
 #include <CUnit/Basic.h>
@@ -178,6 +179,17 @@ long status_threads(void) {
     }
   }
   fclose(f);
+  return n;
+}
+
+long status_threads_settled(long expected) {
+  /* A joined thread leaves the count a moment after the join returns. */
+  long n = status_threads();
+  for (int i = 0; i < 1000 && n != expected; i++) {
+    struct timespec ts = {0, 1000000};
+    nanosleep(&ts, NULL);
+    n = status_threads();
+  }
   return n;
 }
 

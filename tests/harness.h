@@ -55,6 +55,9 @@ long status_vmlck_kb(void);
 
 /* Threads of this process (from /proc/self/status), or -1. */
 long status_threads(void);
+/* The same, polled for up to a second until it equals `expected` (a thread
+ * just joined or stopped leaves the count a moment later); the last count. */
+long status_threads_settled(long expected);
 
 /* Deterministic secret bytes: byte i of secret `seed`. Compute them, never
  * store the whole sequence outside the memory under test. */

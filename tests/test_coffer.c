@@ -188,7 +188,7 @@ static void test_timer_thread_only_when_asked(void) {
   uint64_t n1 = secmem_i_coffer_rekeys();
   CU_ASSERT_TRUE(n1 >= n0 + 10);
   secmem_rekey_stop();
-  CU_ASSERT_EQUAL(status_threads(), t0);
+  CU_ASSERT_EQUAL(status_threads_settled(t0), t0);
   uint64_t n2 = secmem_i_coffer_rekeys();
   sleep_ms(10);
   CU_ASSERT_EQUAL(secmem_i_coffer_rekeys(), n2);
@@ -228,7 +228,7 @@ static void child_timer_restarts(void) {
     _exit(13);
   }
   secmem_rekey_stop();
-  _exit(status_threads() == t0 ? 0 : 14);
+  _exit(status_threads_settled(t0) == t0 ? 0 : 14);
 }
 
 static void test_timer_restarts_lazily_after_fork(void) {
@@ -396,7 +396,7 @@ static void test_start_stop_race(void) {
   pthread_join(b, NULL);
   CU_ASSERT_PTR_NULL(ra);
   secmem_rekey_stop();
-  CU_ASSERT_EQUAL(status_threads(), t0);
+  CU_ASSERT_EQUAL(status_threads_settled(t0), t0);
 }
 
 static void test_retune_takes_effect_at_once(void) {

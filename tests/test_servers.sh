@@ -28,7 +28,9 @@ set -euo pipefail
 module_dir=$(cd "$1" && pwd)
 scan=$(cd "$(dirname "$2")" && pwd)/$(basename "$2")
 src=$(cd "$3" && pwd)
-work=$(mktemp -d "${TMPDIR:-/tmp}/secmem-servers.XXXXXX")
+# Under /tmp whatever TMPDIR says: the servers' unprivileged workers
+# (www-data, nobody) must be able to reach the files they serve.
+work=$(mktemp -d /tmp/secmem-servers.XXXXXX)
 chmod 755 "$work"
 fail=0
 running=() # "kind:pidfile-or-pid" of servers to stop on exit
@@ -84,8 +86,15 @@ with_module "$src/conf/openssl-secmem.cnf" secmem.cnf
 with_module "$src/conf/openssl-secmem-hardened.cnf" hardened.cnf
 printf 'openssl_conf = init\n[init]\nproviders = p\n[p]\ndefault = d\n[d]\nactivate = 1\n' > plain.cnf
 
-port=$((20000 + RANDOM % 20000))
-next_port() { port=$((port + 1)); }
+# A loopback port below the kernel's ephemeral range (32768-60999) that
+# nothing listens on yet.
+port_busy() { (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
+port=$((20000 + RANDOM % 12000))
+while port_busy "$port"; do port=$((port + 1)); done
+next_port() {
+  port=$((port + 1))
+  while port_busy "$port"; do port=$((port + 1)); done
+}
 
 wait_port() { # wait_port PORT [PID]: up to 10 s, less if PID dies
   local i
@@ -141,7 +150,7 @@ curl_ok() {
   local v=(--tlsv1.3)
   [ "$3" = 1.2 ] && v=(--tlsv1.2 --tls-max 1.2)
   local code
-  code=$(curl -s -o /dev/null -w '%{http_code}' --max-time 5 "${v[@]}" --cacert "$2" \
+  code=$(curl -s --noproxy "*" -o /dev/null -w '%{http_code}' --max-time 5 "${v[@]}" --cacert "$2" \
     --resolve "localhost:$1:127.0.0.1" "https://localhost:$1/" 2>/dev/null) || true
   [ "$code" = 200 ]
 }
@@ -413,9 +422,9 @@ if [ -n "$pid" ]; then
   cp p256.key live.key && cp p256.crt live.crt
   nginx -c "$work/nginx.$port/nginx.conf" -e "$work/nginx.$port/error.log" -s reload
   for w in $old_workers; do wait_gone "$w" || true; done
-  sleep 0.3
+  for _ in $(seq 1 50); do curl_ok "$port" p256.crt 1.3 && break; sleep 0.1; done
   check "nginx/reload: serves the new key" curl_ok "$port" p256.crt 1.3
-  check "nginx/reload: the old key is no longer served" bash -c "! curl -s --max-time 5 \
+  check "nginx/reload: the old key is no longer served" bash -c "! curl -s --noproxy '*' --max-time 5 \
     --cacert rsa.crt --resolve localhost:$port:127.0.0.1 https://localhost:$port/ >/dev/null"
   n=$(hits "$pid" p256.key)
   m=$(hits "$pid" rsa.key)

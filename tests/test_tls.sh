@@ -32,7 +32,11 @@ for k in rsa p256 p384 ed25519; do
   openssl req -x509 -key "$k.pem" -out "$k.crt" -subj /CN=localhost -days 2 2>/dev/null
 done
 
-port=$((20000 + RANDOM % 20000))
+# A loopback port below the kernel's ephemeral range (32768-60999) that
+# nothing listens on yet.
+port_busy() { (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
+port=$((20000 + RANDOM % 12000))
+while port_busy "$port"; do port=$((port + 1)); done
 secmem_args=(-provider-path "$module_dir" -provider default -provider secmem)
 
 start_server() { # start_server KEY CERT [openssl args...]
@@ -42,7 +46,8 @@ start_server() { # start_server KEY CERT [openssl args...]
     >"server.log" 2>&1 &
   server_pid=$!
   for _ in $(seq 1 50); do
-    if (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null; then return 0; fi
+    kill -0 "$server_pid" 2>/dev/null || break # it exited: say why below
+    if port_busy "$port"; then return 0; fi
     sleep 0.1
   done
   echo "server did not start:"; cat server.log
@@ -54,6 +59,7 @@ stop_server() {
   wait "$server_pid" 2>/dev/null || true
   server_pid=""
   port=$((port + 1))
+  while port_busy "$port"; do port=$((port + 1)); done
 }
 
 handshake() { # handshake VERSION EXPECTED_SIGTYPE [s_client args...]

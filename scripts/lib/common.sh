@@ -27,8 +27,21 @@ need_packages() {
     sudo="sudo"
   fi
   export DEBIAN_FRONTEND=noninteractive
-  $sudo apt-get update -qq
-  $sudo apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+  # Installing a server must not start it (on port 80, with Debian's default
+  # site, which can fail and fail the install): the tests and the demo start
+  # their own on loopback. policy-rc.d is Debian's switch for that; one we
+  # put there is removed again.
+  local policy=/usr/sbin/policy-rc.d made_policy="" rc=0
+  if [ ! -e "$policy" ]; then
+    printf '#!/bin/sh\nexit 101\n' | $sudo tee "$policy" >/dev/null && $sudo chmod 755 "$policy" &&
+      made_policy=yes
+  fi
+  { $sudo apt-get update -qq &&
+    $sudo apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null; } || rc=$?
+  if [ -n "$made_policy" ]; then
+    $sudo rm -f "$policy"
+  fi
+  return "$rc"
 }
 
 # configure_and_build DIR [cmake args...]
