@@ -306,12 +306,6 @@ static struct smprov_key *ec_key(struct smprov_ctx *prov, const unsigned char *d
     pubbits++; /* skip the unused-bits octet */
     pubbits_len--;
   }
-  if (pubbits == NULL) {
-    SMPROV_ERR(SMPROV_R_UNSUPPORTED_KEY,
-               "EC private keys without their public key are not supported (re-save the key "
-               "with its public key)");
-    return NULL;
-  }
   /* The AlgorithmIdentifier: the one given, or id-ecPublicKey + the curve
    * from [0]. */
   unsigned char algbuf[256];
@@ -327,6 +321,28 @@ static struct smprov_key *ec_key(struct smprov_ctx *prov, const unsigned char *d
     memcpy(w + sizeof(ec_oid), params, params_len);
     alg = algbuf;
     alg_len = (size_t)(w + sizeof(ec_oid) + params_len - algbuf);
+  }
+  /* A key saved without its public key (RFC 5915 makes it optional, and
+   * `openssl ec -no_public` writes one): compute it from the scalar. The
+   * curve is the AlgorithmIdentifier's parameters, after its OID. */
+  unsigned char pointbuf[1 + 2 * 66]; /* uncompressed, up to P-521 */
+  if (pubbits == NULL) {
+    struct der a = {alg, alg + alg_len}, ai;
+    const unsigned char *seqv, *oid;
+    size_t seqvl, oidl;
+    if (!der_expect(&a, TAG_SEQ, &seqv, &seqvl)) {
+      return NULL;
+    }
+    ai = (struct der){seqv, seqv + seqvl};
+    if (!der_expect(&ai, TAG_OID, &oid, &oidl) || ai.p >= ai.end) {
+      return NULL;
+    }
+    pubbits_len = smprov_ec_public_from_scalar(ai.p, (size_t)(ai.end - ai.p), priv, privl,
+                                               pointbuf, sizeof(pointbuf));
+    if (pubbits_len == 0) {
+      return NULL;
+    }
+    pubbits = pointbuf;
   }
   EVP_PKEY *pub = public_from_spki(prov, alg, alg_len, pubbits, pubbits_len);
   if (pub == NULL) {

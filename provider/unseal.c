@@ -294,6 +294,37 @@ int smprov_seal_from_pkey(struct smprov_key *k, EVP_PKEY *full) {
   return ok && smprov_set_public_from_pkey(k, full);
 }
 
+size_t smprov_ec_public_from_scalar(const unsigned char *params, size_t params_len,
+                                    const unsigned char *scalar, size_t len, unsigned char *out,
+                                    size_t out_len) {
+  ERR_set_mark();
+  const unsigned char *r = params;
+  EC_GROUP *group = d2i_ECPKParameters(NULL, &r, (long)params_len);
+  BN_CTX *bctx = BN_CTX_secure_new();
+  BIGNUM *d = BN_secure_new();
+  EC_POINT *pub = group != NULL ? EC_POINT_new(group) : NULL;
+  size_t n = 0;
+  /* A scalar outside [1, order) is no key: refuse it rather than multiply. */
+  if (pub != NULL && bctx != NULL && d != NULL && BN_bin2bn(scalar, (int)len, d) != NULL &&
+      !BN_is_zero(d) && BN_cmp(d, EC_GROUP_get0_order(group)) < 0) {
+    BN_set_flags(d, BN_FLG_CONSTTIME);
+    if (EC_POINT_mul(group, pub, d, NULL, NULL, bctx) == 1) {
+      n = EC_POINT_point2oct(group, pub, POINT_CONVERSION_UNCOMPRESSED, out, out_len, bctx);
+    }
+  }
+  BN_clear_free(d);
+  BN_CTX_free(bctx); /* clears its numbers */
+  EC_POINT_free(pub);
+  EC_GROUP_free(group);
+  secmem_scrub();
+  ERR_pop_to_mark(); /* OpenSSL's own reasons: ours says it better */
+  if (n == 0) {
+    SMPROV_ERR(SMPROV_R_BAD_KEY, "the public key of an EC private key saved without it could "
+                                 "not be computed (unknown curve or invalid private key)");
+  }
+  return n;
+}
+
 /* ---- a full OpenSSL key, for the few operations that need one ------------ */
 
 /* Build a full key of the private library context from the opened private
