@@ -47,7 +47,7 @@ static char *path_of(const char *name) {
 }
 
 static void run(const char *cmd) {
-  char full[4096];
+  char full[8192];
   snprintf(full, sizeof(full), "cd %s && { %s; } >/dev/null 2>&1", dir, cmd);
   if (system(full) != 0) {
     fprintf(stderr, "setup failed: %s\n", cmd);
@@ -547,6 +547,22 @@ static void test_unsealable_key_is_announced(void) {
   CU_ASSERT_TRUE(stderr_has(&r, "multi-prime RSA keys are not supported"));
 }
 
+/* An EC key saved without its public key whose scalar is not below the
+ * group order is no key: secmem refuses to compute a public point for it
+ * (OpenSSL's own reader would reduce it and accept it). */
+static void test_ec_without_public_bad_scalar(void) {
+  SSL_CTX *c = NULL;
+  ERR_clear_error();
+  EVP_PKEY *k = load_via(VIA_STORE, path_of("ec_nopub_badscalar.pem"), NULL, &c);
+  char err[512];
+  last_error(err, sizeof(err));
+  CU_ASSERT_PTR_NULL(k);
+  CU_ASSERT_PTR_NOT_NULL(strstr(err, "public key of an EC private key saved without it could "
+                                     "not be computed"));
+  EVP_PKEY_free(k);
+  SSL_CTX_free(c);
+}
+
 /* ---- sealed handles ------------------------------------------------------------------ */
 
 /* i2d_PrivateKey of a key loaded from a file gives a sealed handle (what
@@ -757,6 +773,9 @@ static void setup_files(void) {
       "cat rsa.pem rsa.crt > key_then_cert.pem && cat rsa.crt rsa.pem > cert_then_key.pem && "
       "cat rsa.pem ec_trad.pem > two_keys.pem && cat rsa.crt rsa.pem dh.pem > cert_key_dh.pem && "
       "head -c 600 rsa.pem > truncated.pem && "
+      "printf '%s\\n' '-----BEGIN EC PRIVATE KEY-----' "
+      "'MDECAQEEIP//////////////////////////////////////////oAoGCCqGSM49AwEH' "
+      "'-----END EC PRIVATE KEY-----' > ec_nopub_badscalar.pem && "
       "{ echo '-----BEGIN PRIVATE KEY-----'; echo 'MIIB!!notbase64!!'; "
       "echo '-----END PRIVATE KEY-----'; } > bad_base64.pem && "
       "{ echo '-----BEGIN PRIVATE KEY-----'; head -c 300 /dev/urandom | base64; "
@@ -838,6 +857,8 @@ int main(int argc, char **argv) {
       {"a parameters search skips the private key", test_parameters_search_skips_the_key},
       {"bad input is refused with a clear error", test_bad_input},
       {"a key that cannot be sealed is announced", test_unsealable_key_is_announced},
+      {"an EC key without its public key and a bad scalar is refused",
+       test_ec_without_public_bad_scalar},
       {"configuration: provider order, transparent = no", test_configuration},
       {"sealed handles: i2d_PrivateKey and back", test_sealed_handles},
   };
