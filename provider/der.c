@@ -72,6 +72,17 @@ static int der_expect_elem(struct der *d, unsigned tag, const unsigned char **va
   return der_tlv(d, &t, val, len, elem, elem_len) && t == tag;
 }
 
+/* Read a TLV that must carry tag, and walk into its contents with inner. */
+static int der_enter(struct der *d, unsigned tag, struct der *inner) {
+  const unsigned char *v;
+  size_t l;
+  if (!der_expect(d, tag, &v, &l)) {
+    return 0;
+  }
+  *inner = (struct der){v, v + l};
+  return 1;
+}
+
 /* Peek at the next tag (0 at the end). */
 static unsigned der_peek(const struct der *d) { return d->p < d->end ? d->p[0] : 0; }
 
@@ -208,12 +219,11 @@ static struct smprov_key *seal_full(struct smprov_ctx *prov, EVP_PKEY *pub, cons
 static struct smprov_key *rsa_key(struct smprov_ctx *prov, const unsigned char *der, size_t len,
                                   const unsigned char *alg, size_t alg_len, const char *name) {
   struct der outer = {der, der + len}, d;
-  const unsigned char *v, *seq;
-  size_t vl, seql;
-  if (!der_expect(&outer, TAG_SEQ, &seq, &seql)) {
+  const unsigned char *v;
+  size_t vl;
+  if (!der_enter(&outer, TAG_SEQ, &d)) {
     return NULL;
   }
-  d = (struct der){seq, seq + seql};
   if (!der_expect(&d, TAG_INT, &v, &vl) || vl != 1 || v[0] != 0) {
     SMPROV_ERR(SMPROV_R_UNSUPPORTED_KEY, "multi-prime RSA keys are not supported");
     return NULL;
@@ -278,12 +288,11 @@ static struct smprov_key *rsa_key(struct smprov_ctx *prov, const unsigned char *
 static struct smprov_key *ec_key(struct smprov_ctx *prov, const unsigned char *der, size_t len,
                                  const unsigned char *alg, size_t alg_len) {
   struct der outer = {der, der + len}, d;
-  const unsigned char *v, *seq, *priv, *params = NULL, *pubbits = NULL;
-  size_t vl, seql, privl, params_len = 0, pubbits_len = 0;
-  if (!der_expect(&outer, TAG_SEQ, &seq, &seql)) {
+  const unsigned char *v, *priv, *params = NULL, *pubbits = NULL;
+  size_t vl, privl, params_len = 0, pubbits_len = 0;
+  if (!der_enter(&outer, TAG_SEQ, &d)) {
     return NULL;
   }
-  d = (struct der){seq, seq + seql};
   if (!der_expect(&d, TAG_INT, &v, &vl) || vl != 1 || v[0] != 1 ||
       !der_expect(&d, TAG_OCTSTR, &priv, &privl) || privl == 0 || privl > 66) {
     return NULL;
@@ -292,13 +301,10 @@ static struct smprov_key *ec_key(struct smprov_ctx *prov, const unsigned char *d
     return NULL;
   }
   if (der_peek(&d) == TAG_CTX1) {
-    const unsigned char *b;
-    size_t bl;
     struct der inner;
-    if (!der_expect(&d, TAG_CTX1, &b, &bl)) {
+    if (!der_enter(&d, TAG_CTX1, &inner)) {
       return NULL;
     }
-    inner = (struct der){b, b + bl};
     if (!der_expect(&inner, TAG_BITSTR, &pubbits, &pubbits_len) || pubbits_len < 2 ||
         pubbits[0] != 0) {
       return NULL;
@@ -328,13 +334,10 @@ static struct smprov_key *ec_key(struct smprov_ctx *prov, const unsigned char *d
   unsigned char pointbuf[1 + 2 * 66]; /* uncompressed, up to P-521 */
   if (pubbits == NULL) {
     struct der a = {alg, alg + alg_len}, ai;
-    const unsigned char *seqv, *oid;
-    size_t seqvl, oidl;
-    if (!der_expect(&a, TAG_SEQ, &seqv, &seqvl)) {
-      return NULL;
-    }
-    ai = (struct der){seqv, seqv + seqvl};
-    if (!der_expect(&ai, TAG_OID, &oid, &oidl) || ai.p >= ai.end) {
+    const unsigned char *oid;
+    size_t oidl;
+    if (!der_enter(&a, TAG_SEQ, &ai) || !der_expect(&ai, TAG_OID, &oid, &oidl) ||
+        ai.p >= ai.end) {
       return NULL;
     }
     pubbits_len = smprov_ec_public_from_scalar(ai.p, (size_t)(ai.end - ai.p), priv, privl,
@@ -395,12 +398,11 @@ static const unsigned char OID_ED448[] = {0x2b, 0x65, 0x71};
 
 static struct smprov_key *pkcs8_key(struct smprov_ctx *prov, const unsigned char *der, size_t len) {
   struct der outer = {der, der + len}, d, a;
-  const unsigned char *seq, *v, *alg, *algel, *oid, *key;
-  size_t seql, vl, algl, algel_len, oidl, keyl;
-  if (!der_expect(&outer, TAG_SEQ, &seq, &seql)) {
+  const unsigned char *v, *alg, *algel, *oid, *key;
+  size_t vl, algl, algel_len, oidl, keyl;
+  if (!der_enter(&outer, TAG_SEQ, &d)) {
     return NULL;
   }
-  d = (struct der){seq, seq + seql};
   if (!der_expect(&d, TAG_INT, &v, &vl) || vl != 1 || v[0] > 1 ||
       !der_expect_elem(&d, TAG_SEQ, &alg, &algl, &algel, &algel_len) ||
       !der_expect(&d, TAG_OCTSTR, &key, &keyl)) {
@@ -455,12 +457,11 @@ static int ec_curve_ok(const unsigned char *params, size_t params_len) {
 static int ec_type(const unsigned char *der, size_t len, const unsigned char *alg_params,
                    size_t alg_params_len) {
   struct der outer = {der, der + len}, d;
-  const unsigned char *seq, *v, *priv, *params;
-  size_t seql, vl, privl, params_len;
-  if (!der_expect(&outer, TAG_SEQ, &seq, &seql)) {
+  const unsigned char *v, *priv, *params;
+  size_t vl, privl, params_len;
+  if (!der_enter(&outer, TAG_SEQ, &d)) {
     return 0;
   }
-  d = (struct der){seq, seq + seql};
   if (!der_expect(&d, TAG_INT, &v, &vl) || vl != 1 || v[0] != 1 ||
       !der_expect(&d, TAG_OCTSTR, &priv, &privl)) {
     return 0;
@@ -480,12 +481,11 @@ static int ec_type(const unsigned char *der, size_t len, const unsigned char *al
  * here so that loading them fails with a clear error later. */
 static int rsa_type(const unsigned char *der, size_t len) {
   struct der outer = {der, der + len}, d;
-  const unsigned char *seq, *v;
-  size_t seql, vl;
-  if (!der_expect(&outer, TAG_SEQ, &seq, &seql)) {
+  const unsigned char *v;
+  size_t vl;
+  if (!der_enter(&outer, TAG_SEQ, &d)) {
     return 0;
   }
-  d = (struct der){seq, seq + seql};
   if (!der_expect(&d, TAG_INT, &v, &vl) || vl != 1 || v[0] > 1) {
     return 0;
   }
@@ -508,17 +508,15 @@ int smprov_der_type(const unsigned char *der, size_t len, enum smprov_der_kind k
     return ec_type(der, len, NULL, 0);
   }
   struct der outer = {der, der + len}, d, a;
-  const unsigned char *seq, *v, *alg, *oid, *key;
-  size_t seql, vl, algl, oidl, keyl;
-  if (!der_expect(&outer, TAG_SEQ, &seq, &seql) || outer.p != outer.end) {
+  const unsigned char *v, *oid, *key;
+  size_t vl, oidl, keyl;
+  if (!der_enter(&outer, TAG_SEQ, &d) || outer.p != outer.end) {
     return 0;
   }
-  d = (struct der){seq, seq + seql};
-  if (!der_expect(&d, TAG_INT, &v, &vl) || vl != 1 || v[0] > 1 ||
-      !der_expect(&d, TAG_SEQ, &alg, &algl) || !der_expect(&d, TAG_OCTSTR, &key, &keyl)) {
+  if (!der_expect(&d, TAG_INT, &v, &vl) || vl != 1 || v[0] > 1 || !der_enter(&d, TAG_SEQ, &a) ||
+      !der_expect(&d, TAG_OCTSTR, &key, &keyl)) {
     return 0;
   }
-  a = (struct der){alg, alg + algl};
   if (!der_expect(&a, TAG_OID, &oid, &oidl)) {
     return 0;
   }
