@@ -164,25 +164,40 @@ static size_t native_uint(const unsigned char *v, size_t len, unsigned char *out
   return len;
 }
 
-/* Build the full key of type name from the public key's parameters plus the
- * private params (pointing into scratch), seal it into a new key of ours. */
-static struct smprov_key *seal_full(struct smprov_ctx *prov, EVP_PKEY *pub, const char *name,
-                                    const OSSL_PARAM *priv, size_t npriv) {
+/* The public part of a key being sealed: its parameters, given directly
+ * (the cheap way, for RSA and named-curve EC) or as a key decoded from a
+ * SubjectPublicKeyInfo (RSA-PSS, explicit curves), or nothing (the ECX
+ * types, whose public key OpenSSL computes from the private one). */
+struct public_part {
+  EVP_PKEY *pkey;
+  OSSL_PARAM params[2];
+  size_t nparams;
+};
+
+/* Build the full key of type name from the public part plus the private
+ * params (pointing into scratch), seal it into a new key of ours. */
+static struct smprov_key *seal_full(struct smprov_ctx *prov, const struct public_part *pub,
+                                    const char *name, const OSSL_PARAM *priv, size_t npriv) {
   OSSL_PARAM *pubp = NULL;
   size_t n = 0;
-  if (pub != NULL && EVP_PKEY_todata(pub, EVP_PKEY_PUBLIC_KEY, &pubp) != 1) {
-    return NULL;
-  }
-  while (pubp != NULL && pubp[n].key != NULL) {
-    n++;
+  if (pub->pkey != NULL) {
+    if (EVP_PKEY_todata(pub->pkey, EVP_PKEY_PUBLIC_KEY, &pubp) != 1) {
+      return NULL;
+    }
+    while (pubp[n].key != NULL) {
+      n++;
+    }
   }
   OSSL_PARAM all[48];
-  if (n + npriv + 1 > sizeof(all) / sizeof(all[0])) {
+  if (n + pub->nparams + npriv + 1 > sizeof(all) / sizeof(all[0])) {
     OSSL_PARAM_free(pubp);
     return NULL;
   }
   if (n > 0) {
     memcpy(all, pubp, n * sizeof(OSSL_PARAM));
+  }
+  for (size_t i = 0; i < pub->nparams; i++) {
+    all[n++] = pub->params[i];
   }
   memcpy(all + n, priv, npriv * sizeof(OSSL_PARAM));
   all[n + npriv] = OSSL_PARAM_construct_end();
@@ -244,21 +259,35 @@ static struct smprov_key *rsa_key(struct smprov_ctx *prov, const unsigned char *
       elem_e_len = ell;
     }
   }
-  /* The public key: RSAPublicKey { n, e } from the public fields. */
+  /* The public key, n and e: as parameters for RSA; for RSA-PSS, whose
+   * AlgorithmIdentifier carries restrictions, an RSAPublicKey { n, e } in a
+   * SubjectPublicKeyInfo decoded by OpenSSL. */
   size_t rpk_inner = elem_n_len + elem_e_len;
-  unsigned char rpk[1100];
+  unsigned char rpk[1100], n_native[1100], e_native[1100];
   if (1 + len_len(rpk_inner) + rpk_inner > sizeof(rpk)) {
     SMPROV_ERR(SMPROV_R_UNSUPPORTED_KEY, "RSA keys over 8192 bits are not supported");
     return NULL;
   }
-  unsigned char *w = rpk;
-  *w++ = TAG_SEQ;
-  w = put_len(w, rpk_inner);
-  memcpy(w, elem_n, elem_n_len);
-  memcpy(w + elem_n_len, elem_e, elem_e_len);
-  EVP_PKEY *pub = public_from_spki(prov, alg, alg_len, rpk, (size_t)(w + rpk_inner - rpk));
-  if (pub == NULL) {
-    return NULL;
+  struct public_part pub = {0};
+  if (strcmp(name, "RSA") == 0) {
+    size_t nl = native_uint(field[0], field_len[0], n_native);
+    size_t el = native_uint(field[1], field_len[1], e_native);
+    if (nl == 0 || el == 0) {
+      return NULL;
+    }
+    pub.params[0] = OSSL_PARAM_construct_BN(OSSL_PKEY_PARAM_RSA_N, n_native, nl);
+    pub.params[1] = OSSL_PARAM_construct_BN(OSSL_PKEY_PARAM_RSA_E, e_native, el);
+    pub.nparams = 2;
+  } else {
+    unsigned char *w = rpk;
+    *w++ = TAG_SEQ;
+    w = put_len(w, rpk_inner);
+    memcpy(w, elem_n, elem_n_len);
+    memcpy(w + elem_n_len, elem_e, elem_e_len);
+    pub.pkey = public_from_spki(prov, alg, alg_len, rpk, (size_t)(w + rpk_inner - rpk));
+    if (pub.pkey == NULL) {
+      return NULL;
+    }
   }
   /* The private numbers, native-endian, in guarded scratch. */
   static const char *const names[6] = {
@@ -276,11 +305,37 @@ static struct smprov_key *rsa_key(struct smprov_ctx *prov, const unsigned char *
       priv[i] = OSSL_PARAM_construct_BN(names[i], o, n);
       o += n;
     }
-    k = ok ? seal_full(prov, pub, name, priv, 6) : NULL;
+    k = ok ? seal_full(prov, &pub, name, priv, 6) : NULL;
     secmem_scratch_wipe();
   }
-  EVP_PKEY_free(pub);
+  EVP_PKEY_free(pub.pkey);
   return k;
+}
+
+#define EXPLICIT_CURVE                                                                           \
+  "EC keys with explicit or unknown curve parameters are not supported (save the key with a "     \
+  "named curve)"
+
+/* The name of the named curve in an EC AlgorithmIdentifier { id-ecPublicKey,
+ * namedCurve OID }, into name; 0 for explicit parameters or a curve OpenSSL
+ * has no name for. */
+static int ec_group_name(const unsigned char *alg, size_t alg_len, char *name, size_t name_len) {
+  struct der a = {alg, alg + alg_len}, ai;
+  const unsigned char *v, *el;
+  size_t vl, ell;
+  if (!der_enter(&a, TAG_SEQ, &ai) || !der_expect(&ai, TAG_OID, &v, &vl) ||
+      !der_expect_elem(&ai, TAG_OID, &v, &vl, &el, &ell)) {
+    return 0;
+  }
+  ASN1_OBJECT *obj = d2i_ASN1_OBJECT(NULL, &el, (long)ell);
+  int nid = obj != NULL ? OBJ_obj2nid(obj) : NID_undef;
+  ASN1_OBJECT_free(obj);
+  const char *sn = nid != NID_undef ? OBJ_nid2sn(nid) : NULL;
+  if (sn == NULL || strlen(sn) >= name_len) {
+    return 0;
+  }
+  memcpy(name, sn, strlen(sn) + 1);
+  return 1;
 }
 
 /* ECPrivateKey { 1, privateKey, [0] parameters, [1] publicKey }. alg is an
@@ -298,6 +353,10 @@ static struct smprov_key *ec_key(struct smprov_ctx *prov, const unsigned char *d
     return NULL;
   }
   if (der_peek(&d) == TAG_CTX0 && !der_expect(&d, TAG_CTX0, &params, &params_len)) {
+    return NULL;
+  }
+  if (params != NULL && (params_len == 0 || params[0] != TAG_OID)) {
+    SMPROV_ERR(SMPROV_R_UNSUPPORTED_KEY, EXPLICIT_CURVE);
     return NULL;
   }
   if (der_peek(&d) == TAG_CTX1) {
@@ -347,10 +406,17 @@ static struct smprov_key *ec_key(struct smprov_ctx *prov, const unsigned char *d
     }
     pubbits = pointbuf;
   }
-  EVP_PKEY *pub = public_from_spki(prov, alg, alg_len, pubbits, pubbits_len);
-  if (pub == NULL) {
+  /* The public key: the group's name and the point. */
+  struct public_part pub = {0};
+  char group[64];
+  if (!ec_group_name(alg, alg_len, group, sizeof(group))) {
+    SMPROV_ERR(SMPROV_R_UNSUPPORTED_KEY, EXPLICIT_CURVE);
     return NULL;
   }
+  pub.params[0] = OSSL_PARAM_construct_utf8_string(OSSL_PKEY_PARAM_GROUP_NAME, group, 0);
+  pub.params[1] = OSSL_PARAM_construct_octet_string(OSSL_PKEY_PARAM_PUB_KEY, (void *)pubbits,
+                                                    pubbits_len);
+  pub.nparams = 2;
   unsigned char *s = secmem_scratch(privl);
   struct smprov_key *k = NULL;
   if (s != NULL) {
@@ -363,10 +429,10 @@ static struct smprov_key *ec_key(struct smprov_ctx *prov, const unsigned char *d
 #endif
     }
     OSSL_PARAM p[1] = {OSSL_PARAM_construct_BN(OSSL_PKEY_PARAM_PRIV_KEY, s, privl)};
-    k = seal_full(prov, pub, "EC", p, 1);
+    k = seal_full(prov, &pub, "EC", p, 1);
     secmem_scratch_wipe();
   }
-  EVP_PKEY_free(pub);
+  EVP_PKEY_free(pub.pkey);
   return k;
 }
 
@@ -381,7 +447,8 @@ static struct smprov_key *ecx_key(struct smprov_ctx *prov, const unsigned char *
   }
   OSSL_PARAM p[1] = {
       OSSL_PARAM_construct_octet_string(OSSL_PKEY_PARAM_PRIV_KEY, (void *)raw, rawl)};
-  return seal_full(prov, NULL, name, p, 1);
+  static const struct public_part none = {0};
+  return seal_full(prov, &none, name, p, 1);
 }
 
 /* ---- PKCS#8 and the entry point -------------------------------------------------- */

@@ -528,23 +528,32 @@ static void test_bad_input(void) {
   EVP_PKEY_free(held);
 }
 
-/* A multi-prime RSA key cannot be sealed; OpenSSL 3.0's PEM reader then
- * falls back to its legacy path and loads it unprotected. secmem says so on
- * stderr. */
+/* A multi-prime RSA key, or an EC key on explicit curve parameters, cannot
+ * be sealed; OpenSSL 3.0's PEM reader then falls back to its legacy path and
+ * loads it unprotected. secmem says so on stderr. */
+static const char *unsealable_file;
+
 static void unsealable_child(void) {
   SSL_CTX *c = NULL;
-  EVP_PKEY *k = load_via(VIA_PEM_BIO, path_of("rsa3.pem"), NULL, &c);
+  EVP_PKEY *k = load_via(VIA_PEM_BIO, path_of(unsealable_file), NULL, &c);
   int rc = k != NULL && strcmp(provider_of(k), "secmem") != 0 ? 0 : 10;
   EVP_PKEY_free(k);
   _exit(rc);
 }
 
 static void test_unsealable_key_is_announced(void) {
-  struct death_result r;
-  death_run(unsealable_child, &r);
-  CU_ASSERT_TRUE(!r.signalled && r.status == 0);
-  CU_ASSERT_TRUE(stderr_has(&r, "secmem: a private key could not be sealed"));
-  CU_ASSERT_TRUE(stderr_has(&r, "multi-prime RSA keys are not supported"));
+  static const struct {
+    const char *file, *why;
+  } cases[] = {{"rsa3.pem", "multi-prime RSA keys are not supported"},
+               {"ec_explicit.pem", "EC keys with explicit or unknown curve parameters"}};
+  for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+    struct death_result r;
+    unsealable_file = cases[i].file;
+    death_run(unsealable_child, &r);
+    CU_ASSERT_TRUE(!r.signalled && r.status == 0);
+    CU_ASSERT_TRUE(stderr_has(&r, "secmem: a private key could not be sealed"));
+    CU_ASSERT_TRUE(stderr_has(&r, cases[i].why));
+  }
 }
 
 /* An EC key saved without its public key whose scalar is not below the
@@ -748,6 +757,7 @@ static void setup_files(void) {
       "openssl pkcs8 -topk8 -nocrypt -in ec_nopub.pem -out ec_nopub_pkcs8.pem && "
       "openssl genpkey -algorithm RSA -pkeyopt rsa_keygen_bits:2048 "
       "-pkeyopt rsa_keygen_primes:3 -out rsa3.pem && "
+      "openssl ecparam -name prime256v1 -param_enc explicit -genkey -noout -out ec_explicit.pem && "
       "openssl pkcs8 -topk8 -in rsa.pem -v2 aes-256-cbc -passout 'pass:" PASS "' -out rsa_enc.pem && "
       "openssl pkcs8 -topk8 -in p256.pem -v2 aes-128-cbc -passout 'pass:" PASS "' -out p256_enc.pem && "
       "openssl pkcs8 -topk8 -in ed25519.pem -v2 aes-256-cbc -passout 'pass:" PASS "' -out ed25519_enc.pem && "
