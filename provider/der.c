@@ -165,8 +165,8 @@ static size_t native_uint(const unsigned char *v, size_t len, unsigned char *out
 }
 
 /* The public part of a key being sealed: its parameters, given directly
- * (the cheap way, for RSA and named-curve EC) or as a key decoded from a
- * SubjectPublicKeyInfo (RSA-PSS, explicit curves), or nothing (the ECX
+ * (the cheap way, for RSA and EC) or as a key decoded from a
+ * SubjectPublicKeyInfo (RSA-PSS, for its restrictions), or nothing (the ECX
  * types, whose public key OpenSSL computes from the private one). */
 struct public_part {
   EVP_PKEY *pkey;
@@ -316,26 +316,26 @@ static struct smprov_key *rsa_key(struct smprov_ctx *prov, const unsigned char *
   "EC keys with explicit or unknown curve parameters are not supported (save the key with a "     \
   "named curve)"
 
-/* The name of the named curve in an EC AlgorithmIdentifier { id-ecPublicKey,
- * namedCurve OID }, into name; 0 for explicit parameters or a curve OpenSSL
- * has no name for. */
+/* The named curve of an EC AlgorithmIdentifier { id-ecPublicKey, namedCurve
+ * OID }: its NID, and its name into name; NID_undef for explicit parameters
+ * or a curve OpenSSL has no name for. */
 static int ec_group_name(const unsigned char *alg, size_t alg_len, char *name, size_t name_len) {
   struct der a = {alg, alg + alg_len}, ai;
   const unsigned char *v, *el;
   size_t vl, ell;
   if (!der_enter(&a, TAG_SEQ, &ai) || !der_expect(&ai, TAG_OID, &v, &vl) ||
       !der_expect_elem(&ai, TAG_OID, &v, &vl, &el, &ell)) {
-    return 0;
+    return NID_undef;
   }
   ASN1_OBJECT *obj = d2i_ASN1_OBJECT(NULL, &el, (long)ell);
   int nid = obj != NULL ? OBJ_obj2nid(obj) : NID_undef;
   ASN1_OBJECT_free(obj);
   const char *sn = nid != NID_undef ? OBJ_nid2sn(nid) : NULL;
   if (sn == NULL || strlen(sn) >= name_len) {
-    return 0;
+    return NID_undef;
   }
   memcpy(name, sn, strlen(sn) + 1);
-  return 1;
+  return nid;
 }
 
 /* ECPrivateKey { 1, privateKey, [0] parameters, [1] publicKey }. alg is an
@@ -387,32 +387,25 @@ static struct smprov_key *ec_key(struct smprov_ctx *prov, const unsigned char *d
     alg = algbuf;
     alg_len = (size_t)(w + sizeof(ec_oid) + params_len - algbuf);
   }
+  /* The public key: the curve's name and the point. */
+  char group[64];
+  int nid = ec_group_name(alg, alg_len, group, sizeof(group));
+  if (nid == NID_undef) {
+    SMPROV_ERR(SMPROV_R_UNSUPPORTED_KEY, EXPLICIT_CURVE);
+    return NULL;
+  }
   /* A key saved without its public key (RFC 5915 makes it optional, and
-   * `openssl ec -no_public` writes one): compute it from the scalar. The
-   * curve is the AlgorithmIdentifier's parameters, after its OID. */
+   * `openssl ec -no_public` writes one): compute it from the scalar. */
   unsigned char pointbuf[1 + 2 * 66]; /* uncompressed, up to P-521 */
   if (pubbits == NULL) {
-    struct der a = {alg, alg + alg_len}, ai;
-    const unsigned char *oid;
-    size_t oidl;
-    if (!der_enter(&a, TAG_SEQ, &ai) || !der_expect(&ai, TAG_OID, &oid, &oidl) ||
-        ai.p >= ai.end) {
-      return NULL;
-    }
-    pubbits_len = smprov_ec_public_from_scalar(ai.p, (size_t)(ai.end - ai.p), priv, privl,
-                                               pointbuf, sizeof(pointbuf));
+    pubbits_len =
+        smprov_ec_public_from_scalar(prov, nid, priv, privl, pointbuf, sizeof(pointbuf));
     if (pubbits_len == 0) {
       return NULL;
     }
     pubbits = pointbuf;
   }
-  /* The public key: the group's name and the point. */
   struct public_part pub = {0};
-  char group[64];
-  if (!ec_group_name(alg, alg_len, group, sizeof(group))) {
-    SMPROV_ERR(SMPROV_R_UNSUPPORTED_KEY, EXPLICIT_CURVE);
-    return NULL;
-  }
   pub.params[0] = OSSL_PARAM_construct_utf8_string(OSSL_PKEY_PARAM_GROUP_NAME, group, 0);
   pub.params[1] = OSSL_PARAM_construct_octet_string(OSSL_PKEY_PARAM_PUB_KEY, (void *)pubbits,
                                                     pubbits_len);

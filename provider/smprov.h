@@ -152,11 +152,9 @@ int smprov_seal_from_pkey(struct smprov_key *k, EVP_PKEY *full);
 int smprov_set_public_from_pkey(struct smprov_key *k, EVP_PKEY *full);
 /* The uncompressed public point of an EC private key whose file left it out:
  * scalar (big-endian, len bytes, in locked memory) times the generator of
- * the curve that params (DER ECParameters: a named curve or explicit) names.
- * Its length in out, or 0 (error queued). */
-size_t smprov_ec_public_from_scalar(const unsigned char *params, size_t params_len,
-                                    const unsigned char *scalar, size_t len, unsigned char *out,
-                                    size_t out_len);
+ * the named curve nid. Its length in out, or 0 (error queued). */
+size_t smprov_ec_public_from_scalar(struct smprov_ctx *prov, int nid, const unsigned char *scalar,
+                                    size_t len, unsigned char *out, size_t out_len);
 /* Hand the private parameters to cb (only with export_private = yes). */
 int smprov_unseal_export_private(const struct smprov_key *k, OSSL_CALLBACK *cb, void *cbarg);
 /* EdDSA: sign msg (Ed25519 on libsodium, Ed448 on OpenSSL). */

@@ -294,12 +294,10 @@ int smprov_seal_from_pkey(struct smprov_key *k, EVP_PKEY *full) {
   return ok && smprov_set_public_from_pkey(k, full);
 }
 
-size_t smprov_ec_public_from_scalar(const unsigned char *params, size_t params_len,
-                                    const unsigned char *scalar, size_t len, unsigned char *out,
-                                    size_t out_len) {
+size_t smprov_ec_public_from_scalar(struct smprov_ctx *prov, int nid, const unsigned char *scalar,
+                                    size_t len, unsigned char *out, size_t out_len) {
   ERR_set_mark();
-  const unsigned char *r = params;
-  EC_GROUP *group = d2i_ECPKParameters(NULL, &r, (long)params_len);
+  EC_GROUP *group = EC_GROUP_new_by_curve_name_ex(prov->priv, NULL, nid);
   BN_CTX *bctx = BN_CTX_secure_new();
   BIGNUM *d = BN_secure_new();
   EC_POINT *pub = group != NULL ? EC_POINT_new(group) : NULL;
@@ -320,7 +318,7 @@ size_t smprov_ec_public_from_scalar(const unsigned char *params, size_t params_l
   ERR_pop_to_mark(); /* OpenSSL's own reasons: ours says it better */
   if (n == 0) {
     SMPROV_ERR(SMPROV_R_BAD_KEY, "the public key of an EC private key saved without it could "
-                                 "not be computed (unknown curve or invalid private key)");
+                                 "not be computed (the private key is not a valid scalar of its curve)");
   }
   return n;
 }
